@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks for Tideline's demo and tests, and nothing more:
+#   - PostgreSQL 15 from Debian's packages (server, pg_waldump, pg_receivewal, pgbench), without
+#     the default cluster: every test starts servers of its own on its own ports;
+#   - the npm dependencies (`npm ci`) when node_modules is missing or older than the lock file.
+# Safe to run again: it only acts on what is missing. Called by `npm test` and `npm run demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_bin=/usr/lib/postgresql/15/bin
+if [ ! -x "$pg_bin/pg_waldump" ] || [ ! -x "$pg_bin/pgbench" ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "ensure-deps: PostgreSQL 15 is missing and this user cannot install it; run as root: apt-get install postgresql-15" >&2
+    exit 1
+  fi
+  echo "ensure-deps: installing postgresql-15 from Debian's packages" >&2
+  $sudo mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    postgresql-15 postgresql-contrib-15 >/dev/null 2>&1 \
+    || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+fi
+
+# PostgreSQL refuses to run as root: tests run servers as this unprivileged user.
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "ensure-deps: installing npm dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund >&2
+fi

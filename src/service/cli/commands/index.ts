@@ -1,0 +1,7 @@
+import type { Command } from "commander";
+
+/** A command module adds one subcommand (with its own `--help`) to the program. */
+export type RegisterCommand = (program: Command) => void;
+
+/** Every command of the `tideline` program, in the order they are registered. */
+export const commands: readonly RegisterCommand[] = [];

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+
+const bin = "dist/service/cli/main.js";
+
+function run(...args: string[]) {
+  return spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
+}
+
+describe("tideline CLI", () => {
+  it("prints help that names the program and exits 0", () => {
+    const r = run("--help");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Usage: tideline/);
+  });
+
+  it("prints the package version", () => {
+    const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+    const r = run("--version");
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it("rejects an unknown command with a non-zero exit and names it", () => {
+    const r = run("no-such-command");
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /no-such-command/);
+  });
+});
