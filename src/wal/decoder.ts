@@ -1,0 +1,938 @@
+/**
+ * The streaming WAL decoder: bytes in (split anywhere), records out.
+ *
+ * @module
+ */
+
+import { crc32c } from "@node-rs/crc32";
+import {
+  WalCrcMismatchError,
+  WalDecodeError,
+  WalPageHeaderError,
+  WalRecordLengthError,
+} from "./errors.js";
+import { assertLsn, formatLsn, formatLsnParts, type Lsn, lsnFromParts } from "./lsn.js";
+import { parsePageHeader, validatePageHeader } from "./page.js";
+import { decodeRecordInto, RECORD_HEADER_SIZE, WalRecord } from "./record.js";
+import {
+  assertPageSize,
+  assertSegmentSize,
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_SEGMENT_SIZE,
+  isValidSegmentSize,
+  segmentFileNameForLsn,
+} from "./segment.js";
+import { DEFAULT_WAL_FORMAT, formatForMagic, type WalFormat, walFormat } from "./version.js";
+
+/** Options of {@link WalDecoder}. */
+export interface WalDecoderOptions {
+  /**
+   * The LSN of the first byte pushed: a record start (replication restarts at record
+   * boundaries) or a page start. At a page start whose page begins with the tail of an earlier
+   * record (FIRST_IS_CONTRECORD), that tail is skipped, as `pg_waldump` does.
+   */
+  startLsn: Lsn;
+  /**
+   * WAL segment size. Default: taken from the first long page header read, 16 MiB until then
+   * (pass it when decoding starts mid-segment in a cluster with another size).
+   */
+  segmentSize?: number;
+  /** WAL page size (`XLOG_BLCKSZ`), default 8192. */
+  pageSize?: number;
+  /** Data page size (`BLCKSZ`), default 8192: needed for hole lengths of uncompressed images. */
+  blockSize?: number;
+  /** Major version (15..18). Default: named by the magic of the first page header read. */
+  majorVersion?: number;
+  /** When set, long page headers must carry this system identifier. */
+  expectedSystemId?: bigint;
+  /** Check each record's CRC32C (default true). */
+  verifyCrc?: boolean;
+  /** Lower bound for the largest acceptable record (default: the version's limit, ~1 GiB). */
+  maxRecordSize?: number;
+}
+
+/**
+ * What the decoder is waiting for after `next()` returned `undefined`:
+ * `need-input` (push more bytes), `end` (`end()` was called and the input ended cleanly at a
+ * record boundary), `failed` (an error was thrown; `next()` throws it again).
+ */
+export type WalDecoderState = "need-input" | "end" | "failed";
+
+const M_PAGE_HEADER = 0;
+const M_RECORD = 1;
+const M_CONT = 2;
+const M_SKIP = 3;
+const M_FAILED = 4;
+
+const CTX_START = 0; // a record must start after this page header
+const CTX_CONT = 1; // a record is being assembled: the page must continue it
+const CTX_INITIAL = 2; // first page read: skip the tail of an earlier record
+
+const TWO32 = 0x1_0000_0000;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Decodes PostgreSQL WAL (15, 16, 17, 18) from bytes pushed in any pieces: replication `w`
+ * messages, file reads, whole segments. Records come out through {@link WalDecoder.next}.
+ *
+ * Memory: the decoder keeps references to pushed chunks until it has consumed them (do not
+ * reuse their memory meanwhile; copy pg's replication chunks first). A record lying in one
+ * chunk is decoded in place; only records that span chunks or pages are copied. The returned
+ * {@link WalRecord} is one reused object, valid until the next call to `next()`.
+ *
+ * Errors: invalid WAL throws a {@link WalDecodeError} subclass naming the LSN (and `next()`
+ * keeps throwing it). Errors whose `endOfWal` is true are what the end of written WAL looks like
+ * (zeros, a recycled segment's page, input ending mid-record after `end()`).
+ *
+ * @example
+ * ```ts
+ * const dec = new WalDecoder({ startLsn: parseLsn("0/1000000") });
+ * dec.push(readFileSync("pg_wal/000000010000000000000001"));
+ * dec.end();
+ * try {
+ *   for (const rec of dec.records()) console.log(formatLsn(rec.lsn), rec.rmid, rec.totLen);
+ * } catch (e) {
+ *   if (!(e instanceof WalDecodeError && e.endOfWal)) throw e;
+ * }
+ * ```
+ */
+export class WalDecoder {
+  /** The LSN of the first byte pushed. */
+  readonly startLsn: Lsn;
+  private readonly pageSize: number;
+  private readonly pageMask: number;
+  private readonly blockSize: number;
+  private readonly expectedSystemId: bigint | undefined;
+  private readonly verifyCrc: boolean;
+  private readonly maxRecordSizeOption: number | undefined;
+  private segSize: number;
+  private segSizeKnown: boolean;
+  private format: WalFormat | undefined;
+
+  // Input: the current chunk and the ones queued behind it.
+  private buf: Buffer = EMPTY;
+  private off = 0;
+  private readonly queue: Buffer[] = [];
+  private qHead = 0;
+  private buffered = 0;
+  private ended = false;
+
+  // Position of buf[off].
+  private posHi: number;
+  private posLo: number;
+
+  private mode: number;
+  private hdrCtx: number;
+  private pageHdr = 0; // size of the current page's header, 0 while unknown
+  private skipLeft = 0;
+  private afterSkip = M_RECORD;
+  private afterSkipCtx = CTX_START;
+
+  private prevHi = -1; // last record returned; -1: none yet (first record is "random access")
+  private prevLo = 0;
+  private endHi = 0;
+  private endLo = 0;
+  private tli: number | undefined;
+  private sysId: bigint | undefined;
+
+  // Assembly of records that span pages or chunks.
+  private asm: Buffer = EMPTY;
+  private asmLen = 0;
+  private asmTot = 0;
+  private asmChecked = false;
+  private recHi = 0;
+  private recLo = 0;
+
+  private overwrittenHi = -1; // abandoned record awaiting its XLOG_OVERWRITE_CONTRECORD
+  private overwrittenLo = 0;
+  private readonly abandoned: Lsn[] = [];
+  private skippedContinuation = 0;
+
+  private readonly rec = new WalRecord();
+  private readonly scratch = Buffer.alloc(64);
+  private failure: WalDecodeError | undefined;
+  private finished = false;
+
+  /**
+   * @throws TypeError/RangeError for invalid options (start LSN not 8-byte aligned, invalid sizes,
+   *   unsupported version).
+   * @example
+   * ```ts
+   * new WalDecoder({ startLsn: parseLsn("16/B374D848"), segmentSize: 64 << 20 });
+   * ```
+   */
+  constructor(options: WalDecoderOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("WalDecoder needs an options object with startLsn");
+    }
+    this.startLsn = assertLsn(options.startLsn, "startLsn");
+    if ((this.startLsn & 7n) !== 0n) {
+      throw new RangeError(
+        `startLsn ${formatLsn(this.startLsn)} is not a record boundary: records start at multiples of 8`,
+      );
+    }
+    this.pageSize = assertPageSize(options.pageSize ?? DEFAULT_PAGE_SIZE);
+    this.pageMask = this.pageSize - 1;
+    this.blockSize = assertPageSize(options.blockSize ?? 8192);
+    this.segSizeKnown = options.segmentSize !== undefined;
+    this.segSize = assertSegmentSize(options.segmentSize ?? DEFAULT_SEGMENT_SIZE);
+    this.format = options.majorVersion === undefined ? undefined : walFormat(options.majorVersion);
+    this.expectedSystemId = options.expectedSystemId;
+    this.verifyCrc = options.verifyCrc ?? true;
+    if (options.maxRecordSize !== undefined) {
+      if (
+        !Number.isSafeInteger(options.maxRecordSize) ||
+        options.maxRecordSize < RECORD_HEADER_SIZE
+      ) {
+        throw new RangeError(
+          `maxRecordSize must be an integer >= 24, got ${options.maxRecordSize}`,
+        );
+      }
+    }
+    this.maxRecordSizeOption = options.maxRecordSize;
+    this.posHi = Number(this.startLsn >> 32n);
+    this.posLo = Number(this.startLsn & 0xffff_ffffn);
+    if ((this.posLo & this.pageMask) === 0) {
+      this.mode = M_PAGE_HEADER;
+      this.hdrCtx = CTX_INITIAL;
+    } else {
+      this.mode = M_RECORD;
+      this.hdrCtx = CTX_START;
+    }
+  }
+
+  /**
+   * Appends bytes contiguous with what was pushed before (the first push starts at
+   * `startLsn`). The decoder keeps a reference to `chunk` until it has consumed it.
+   *
+   * @throws TypeError when `chunk` is not a Uint8Array or after `end()`.
+   * @example
+   * ```ts
+   * client.connection.on("copyData", (m) => dec.push(Buffer.from(m.chunk.subarray(25))));
+   * ```
+   */
+  push(chunk: Uint8Array): void {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError(`push() takes a Buffer or Uint8Array, got ${typeof chunk}`);
+    }
+    if (this.ended) throw new TypeError("push() called after end()");
+    if (chunk.length === 0) return;
+    const b = Buffer.isBuffer(chunk)
+      ? chunk
+      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.buffered += b.length;
+    if (this.off === this.buf.length && this.qHead === this.queue.length) {
+      this.buf = b;
+      this.off = 0;
+      this.queue.length = 0;
+      this.qHead = 0;
+    } else {
+      this.queue.push(b);
+    }
+  }
+
+  /**
+   * Declares that no more bytes will come. Once the buffered records are read, `next()` returns
+   * `undefined` with state `end`, or throws a `truncated` error if the input stopped mid-record.
+   *
+   * @example
+   * ```ts
+   * dec.push(lastChunk);
+   * dec.end();
+   * ```
+   */
+  end(): void {
+    this.ended = true;
+  }
+
+  /**
+   * The next record, or `undefined` when more input is needed (or the input has ended: see
+   * {@link WalDecoder.state}). The record object is reused: valid until the next call.
+   *
+   * @throws WalDecodeError (or a subclass) naming the LSN when the WAL is invalid there.
+   * @example
+   * ```ts
+   * let rec;
+   * while ((rec = dec.next()) !== undefined) handle(rec);
+   * if (dec.state === "need-input") await moreData();
+   * ```
+   */
+  next(): WalRecord | undefined {
+    if (this.failure !== undefined) throw this.failure;
+    try {
+      return this.step();
+    } catch (e) {
+      if (e instanceof WalDecodeError) {
+        this.failure = e;
+        this.mode = M_FAILED;
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Iterates over the records available now (stops when more input is needed or at the end).
+   * Each yielded record is valid until the iteration continues.
+   *
+   * @example
+   * ```ts
+   * for (const rec of dec.records()) stats.add(rec.rmid, rec.totLen);
+   * ```
+   */
+  *records(): Generator<WalRecord, void, undefined> {
+    for (;;) {
+      const r = this.next();
+      if (r === undefined) return;
+      yield r;
+    }
+  }
+
+  /**
+   * Same as {@link WalDecoder.records}.
+   *
+   * @example
+   * ```ts
+   * for (const rec of dec) console.log(rec.totLen);
+   * ```
+   */
+  [Symbol.iterator](): Generator<WalRecord, void, undefined> {
+    return this.records();
+  }
+
+  /**
+   * Why the last `next()` returned `undefined` (or `failed` after an error).
+   *
+   * @example
+   * ```ts
+   * dec.state; // "need-input"
+   * ```
+   */
+  get state(): WalDecoderState {
+    if (this.failure !== undefined) return "failed";
+    return this.finished ? "end" : "need-input";
+  }
+
+  /**
+   * The error that stopped decoding, if any.
+   *
+   * @example
+   * ```ts
+   * dec.error?.code; // "crc-mismatch"
+   * ```
+   */
+  get error(): WalDecodeError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * The LSN of the next byte the decoder will consume.
+   *
+   * @example
+   * ```ts
+   * formatLsn(dec.position);
+   * ```
+   */
+  get position(): Lsn {
+    return lsnFromParts(this.posHi, this.posLo);
+  }
+
+  /**
+   * Where the record after the last one returned starts (`EndRecPtr`): everything before it
+   * has been decoded. `undefined` before the first record.
+   *
+   * @example
+   * ```ts
+   * reportFlushed(dec.decodedUpTo);
+   * ```
+   */
+  get decodedUpTo(): Lsn | undefined {
+    return this.prevHi < 0 ? undefined : lsnFromParts(this.endHi, this.endLo);
+  }
+
+  /**
+   * Bytes pushed but not consumed yet.
+   *
+   * @example
+   * ```ts
+   * if (dec.bufferedBytes > 1 << 24) pauseSocket();
+   * ```
+   */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /**
+   * The major version, once known (from the option or the first page header).
+   *
+   * @example
+   * ```ts
+   * dec.majorVersion; // 15
+   * ```
+   */
+  get majorVersion(): number | undefined {
+    return this.format?.majorVersion;
+  }
+
+  /**
+   * The segment size in use (the option, the first long header's, or the 16 MiB default).
+   *
+   * @example
+   * ```ts
+   * dec.segmentSize; // 16777216
+   * ```
+   */
+  get segmentSize(): number {
+    return this.segSize;
+  }
+
+  /**
+   * The system identifier from the last long page header read.
+   *
+   * @example
+   * ```ts
+   * dec.systemId; // 7311536153431071234n
+   * ```
+   */
+  get systemId(): bigint | undefined {
+    return this.sysId;
+  }
+
+  /**
+   * The timeline of the last page header read.
+   *
+   * @example
+   * ```ts
+   * dec.timeline; // 1
+   * ```
+   */
+  get timeline(): number | undefined {
+    return this.tli;
+  }
+
+  /**
+   * LSNs of partial records abandoned because the next page was marked
+   * FIRST_IS_OVERWRITE_CONTRECORD (they are not returned as records).
+   *
+   * @example
+   * ```ts
+   * dec.abandonedRecords.map(formatLsn);
+   * ```
+   */
+  get abandonedRecords(): readonly Lsn[] {
+    return this.abandoned;
+  }
+
+  /**
+   * Bytes of an earlier record's tail skipped at the start (when `startLsn` is a page start
+   * whose page begins with a continuation).
+   *
+   * @example
+   * ```ts
+   * dec.skippedBytes; // 3208
+   * ```
+   */
+  get skippedBytes(): number {
+    return this.skippedContinuation;
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private step(): WalRecord | undefined {
+    for (;;) {
+      switch (this.mode) {
+        case M_RECORD: {
+          if ((this.posLo & this.pageMask) === 0) {
+            this.mode = M_PAGE_HEADER;
+            this.hdrCtx = CTX_START;
+            continue;
+          }
+          if (this.off === this.buf.length && !this.nextChunk()) return this.starved();
+          const r = this.recordStart();
+          if (r === null) return this.starved();
+          if (r !== undefined) return r;
+          continue;
+        }
+        case M_CONT: {
+          if ((this.posLo & this.pageMask) === 0) {
+            this.mode = M_PAGE_HEADER;
+            this.hdrCtx = CTX_CONT;
+            continue;
+          }
+          if (this.off === this.buf.length && !this.nextChunk()) return this.starved();
+          const r = this.continueRecord();
+          if (r !== undefined) return r;
+          continue;
+        }
+        case M_PAGE_HEADER:
+          if (!this.pageHeader()) return this.starved();
+          continue;
+        case M_SKIP: {
+          const n = this.consumeUpTo(this.skipLeft);
+          this.skipLeft -= n;
+          if (this.skipLeft > 0) return this.starved();
+          this.mode = this.afterSkip;
+          this.hdrCtx = this.afterSkipCtx;
+          continue;
+        }
+        default:
+          throw this.failure ?? new Error("WalDecoder is in an invalid state");
+      }
+    }
+  }
+
+  /** No more bytes buffered: wait for input, or finish, or report truncation. */
+  private starved(): undefined {
+    if (!this.ended) return undefined;
+    const clean =
+      this.mode === M_SKIP ||
+      (this.buffered === 0 &&
+        (this.mode === M_RECORD || (this.mode === M_PAGE_HEADER && this.hdrCtx !== CTX_CONT)));
+    if (clean) {
+      this.finished = true;
+      return undefined;
+    }
+    const inRecord =
+      this.mode === M_CONT || (this.mode === M_PAGE_HEADER && this.hdrCtx === CTX_CONT);
+    const at = this.position;
+    const what = inRecord
+      ? `the record at ${formatLsnParts(this.recHi, this.recLo)} (${this.asmLen} of ${this.asmTot} bytes read)`
+      : this.mode === M_PAGE_HEADER
+        ? `the page header at ${formatLsn(at)} (${this.buffered} bytes left)`
+        : `the record at ${formatLsn(at)} (${this.buffered} bytes left)`;
+    throw new WalDecodeError(
+      "truncated",
+      at,
+      `WAL input ended at ${formatLsn(at)} in the middle of ${what}`,
+      {
+        endOfWal: true,
+        ...(inRecord ? { recordLsn: lsnFromParts(this.recHi, this.recLo) } : {}),
+      },
+    );
+  }
+
+  private nextChunk(): boolean {
+    while (this.qHead < this.queue.length) {
+      const b = this.queue[this.qHead]!;
+      this.queue[this.qHead] = EMPTY;
+      this.qHead++;
+      if (this.qHead === this.queue.length) {
+        this.queue.length = 0;
+        this.qHead = 0;
+      }
+      if (b.length > 0) {
+        this.buf = b;
+        this.off = 0;
+        return true;
+      }
+    }
+    this.buf = EMPTY;
+    this.off = 0;
+    return false;
+  }
+
+  private advancePos(n: number): void {
+    let lo = this.posLo + n;
+    if (lo >= TWO32) {
+      lo -= TWO32;
+      this.posHi++;
+    }
+    this.posLo = lo;
+  }
+
+  /** Consumes up to `n` bytes across chunks; returns how many. */
+  private consumeUpTo(n: number): number {
+    let done = 0;
+    while (done < n) {
+      if (this.off === this.buf.length && !this.nextChunk()) break;
+      const k = Math.min(n - done, this.buf.length - this.off);
+      this.off += k;
+      done += k;
+    }
+    this.buffered -= done;
+    this.advancePos(done);
+    return done;
+  }
+
+  /** Copies `n` bytes from the current position (across chunks) into `scratch`. */
+  private gather(n: number): boolean {
+    if (this.buffered < n) return false;
+    let got = 0;
+    let b = this.buf;
+    let o = this.off;
+    let qi = this.qHead;
+    while (got < n) {
+      if (o === b.length) {
+        b = this.queue[qi++]!;
+        o = 0;
+        continue;
+      }
+      const k = Math.min(n - got, b.length - o);
+      b.copy(this.scratch, got, o, o + k);
+      got += k;
+      o += k;
+    }
+    return true;
+  }
+
+  private get fmt(): WalFormat {
+    return this.format ?? DEFAULT_WAL_FORMAT;
+  }
+
+  private pageHeader(): boolean {
+    const fmt0 = this.format;
+    let hb: Buffer;
+    let ho: number;
+    if (this.off === this.buf.length) this.nextChunk();
+    if (this.buf.length - this.off >= 40) {
+      hb = this.buf;
+      ho = this.off;
+    } else {
+      if (!this.gather(24)) return false;
+      hb = this.scratch;
+      ho = 0;
+    }
+    const pageLsn = lsnFromParts(this.posHi, this.posLo);
+    const magic = hb.readUInt16LE(ho);
+    let fmt = fmt0;
+    if (fmt === undefined) {
+      fmt = formatForMagic(magic);
+      if (fmt === undefined) {
+        const zero = hb.readUInt16LE(ho + 2) === 0 && hb.readBigUInt64LE(ho + 8) === 0n;
+        throw new WalPageHeaderError(
+          "bad-magic",
+          pageLsn,
+          `invalid magic number ${magic.toString(16).toUpperCase().padStart(4, "0")} in WAL segment ${segmentFileNameForLsn(1, pageLsn, this.segSize)}, LSN ${formatLsn(pageLsn)}, offset ${Number(pageLsn % BigInt(this.segSize))}: not a WAL page of PostgreSQL 15, 16, 17 or 18`,
+          magic,
+          undefined,
+          { endOfWal: magic === 0 && zero },
+        );
+      }
+    }
+    const info = hb.readUInt16LE(ho + 2);
+    const long = (info & fmt.pageInfo.longHeader) !== 0;
+    if (long && hb === this.scratch) {
+      if (!this.gather(40)) return false;
+    }
+    const h = parsePageHeader(hb, ho, fmt);
+    if (
+      long &&
+      !this.segSizeKnown &&
+      h.segmentSize !== undefined &&
+      isValidSegmentSize(h.segmentSize)
+    ) {
+      if (pageLsn % BigInt(h.segmentSize) === 0n) {
+        this.segSize = h.segmentSize;
+        this.segSizeKnown = true;
+      }
+    }
+    validatePageHeader(h, {
+      pageLsn,
+      format: fmt,
+      segmentSize: this.segSize,
+      pageSize: this.pageSize,
+      timelineForNames: h.timeline === 0 ? (this.tli ?? 1) : h.timeline,
+      expectedSystemId: this.expectedSystemId,
+      previousTimeline: this.tli,
+    });
+    this.format = fmt;
+    if (h.systemId !== undefined) this.sysId = h.systemId;
+    this.tli = h.timeline;
+    this.pageHdr = h.size;
+    this.consumeUpTo(h.size);
+    const pi = fmt.pageInfo;
+    switch (this.hdrCtx) {
+      case CTX_START:
+        if (info & pi.firstIsContrecord) {
+          const at = lsnFromParts(this.posHi, this.posLo);
+          throw new WalDecodeError(
+            "unexpected-contrecord",
+            at,
+            `contrecord is requested by ${formatLsn(at)}: the page at ${formatLsn(pageLsn)} says it continues a record (${h.remainingLength} bytes left) where a new record must start`,
+          );
+        }
+        this.mode = M_RECORD;
+        break;
+      case CTX_CONT: {
+        const recLsn = lsnFromParts(this.recHi, this.recLo);
+        if (info & pi.firstIsOverwriteContrecord) {
+          // The rest of this record was never written; a new record starts here instead.
+          this.abandoned.push(recLsn);
+          this.overwrittenHi = this.recHi;
+          this.overwrittenLo = this.recLo;
+          this.mode = M_RECORD;
+          break;
+        }
+        if (!(info & pi.firstIsContrecord)) {
+          throw new WalDecodeError(
+            "missing-contrecord",
+            pageLsn,
+            `there is no contrecord flag at ${formatLsn(pageLsn)}: the record at ${formatLsn(recLsn)} needs ${this.asmTot - this.asmLen} more bytes`,
+            { recordLsn: recLsn },
+          );
+        }
+        const want = this.asmTot - this.asmLen;
+        if (h.remainingLength === 0 || h.remainingLength !== want) {
+          throw new WalDecodeError(
+            "missing-contrecord",
+            pageLsn,
+            `invalid contrecord length ${h.remainingLength} (expected ${want}) at ${formatLsn(pageLsn)} for the record at ${formatLsn(recLsn)}`,
+            { recordLsn: recLsn },
+          );
+        }
+        this.mode = M_CONT;
+        break;
+      }
+      default: {
+        // First page read: skip the tail of a record that started before startLsn.
+        if (info & pi.firstIsContrecord) {
+          const skip = (h.remainingLength + 7) & ~7;
+          const room = this.pageSize - h.size;
+          this.mode = M_SKIP;
+          if (skip >= room) {
+            this.skipLeft = room;
+            this.afterSkip = M_PAGE_HEADER;
+            this.afterSkipCtx = CTX_INITIAL;
+            this.skippedContinuation += room;
+          } else {
+            this.skipLeft = skip;
+            this.afterSkip = M_RECORD;
+            this.afterSkipCtx = CTX_START;
+            this.skippedContinuation += skip;
+          }
+        } else {
+          this.mode = M_RECORD;
+        }
+      }
+    }
+    return true;
+  }
+
+  private maxRecordSize(): number {
+    const v = this.fmt.maxRecordSize;
+    return this.maxRecordSizeOption === undefined ? v : Math.min(v, this.maxRecordSizeOption);
+  }
+
+  /** At a record start. Returns the record, `undefined` to loop, `null` when starved. */
+  private recordStart(): WalRecord | undefined | null {
+    const pageOff = this.posLo & this.pageMask;
+    const minOff =
+      this.pageHdr !== 0
+        ? this.pageHdr
+        : (this.posLo & (this.segSize - 1)) < this.pageSize
+          ? 40
+          : 24;
+    if (pageOff < minOff) {
+      const at = this.position;
+      throw new WalDecodeError(
+        "bad-record-offset",
+        at,
+        `invalid record offset at ${formatLsn(at)}: expected at least ${minOff}, got ${pageOff}`,
+      );
+    }
+    const buf = this.buf;
+    const off = this.off;
+    const avail = buf.length - off;
+    let totLen: number;
+    if (avail >= 4) totLen = buf.readUInt32LE(off);
+    else if (this.gather(4)) totLen = this.scratch.readUInt32LE(0);
+    else return null;
+    if (totLen < RECORD_HEADER_SIZE) {
+      const at = this.position;
+      throw new WalRecordLengthError(
+        at,
+        totLen,
+        `invalid record length at ${formatLsn(at)}: expected at least ${RECORD_HEADER_SIZE}, got ${totLen}`,
+        { endOfWal: totLen === 0 },
+      );
+    }
+    const pageRemain = this.pageSize - pageOff;
+    if (totLen <= pageRemain && totLen <= avail) {
+      // Fast path: the whole record is in this chunk and on this page; decode it in place.
+      const hi = this.posHi;
+      const lo = this.posLo;
+      this.checkHeader(buf, off, hi, lo);
+      if (this.verifyCrc) this.checkCrc(buf, off, totLen, hi, lo);
+      const rec = this.rec;
+      rec.lsnHi = hi;
+      rec.lsnLo = lo;
+      decodeRecordInto(rec, buf, off, this.fmt, this.blockSize);
+      const aligned = (totLen + 7) & ~7;
+      const k = Math.min(aligned, avail);
+      this.off = off + k;
+      this.buffered -= k;
+      this.advancePos(k);
+      return this.finishRecord(aligned - k);
+    }
+    if (totLen > this.maxRecordSize()) {
+      const at = this.position;
+      throw new WalRecordLengthError(
+        at,
+        totLen,
+        `record length ${totLen} at ${formatLsn(at)} too long: at most ${this.maxRecordSize()} bytes are possible`,
+      );
+    }
+    // Slow path: assemble the record from several pages and/or chunks.
+    this.recHi = this.posHi;
+    this.recLo = this.posLo;
+    this.asmTot = totLen;
+    this.asmLen = 0;
+    this.asmChecked = false;
+    if (pageRemain >= RECORD_HEADER_SIZE) {
+      // The header is on this page: check it before trusting the length.
+      let hb = buf;
+      let ho = off;
+      if (avail < RECORD_HEADER_SIZE) {
+        if (!this.gather(RECORD_HEADER_SIZE)) return null;
+        hb = this.scratch;
+        ho = 0;
+      }
+      this.checkHeader(hb, ho, this.recHi, this.recLo);
+      this.asmChecked = true;
+    }
+    this.mode = M_CONT;
+    return undefined;
+  }
+
+  private continueRecord(): WalRecord | undefined {
+    const pageOff = this.posLo & this.pageMask;
+    const n = Math.min(
+      this.pageSize - pageOff,
+      this.asmTot - this.asmLen,
+      this.buf.length - this.off,
+    );
+    const need = this.asmLen + n;
+    if (this.asm.length < need) {
+      // Grow with the bytes actually received, never to a claimed length up front.
+      const size = Math.min(this.asmTot, Math.max(need, this.asm.length * 2, 4 * this.pageSize));
+      const bigger = Buffer.allocUnsafe(size);
+      this.asm.copy(bigger, 0, 0, this.asmLen);
+      this.asm = bigger;
+    }
+    this.buf.copy(this.asm, this.asmLen, this.off, this.off + n);
+    this.off += n;
+    this.buffered -= n;
+    this.advancePos(n);
+    this.asmLen += n;
+    if (!this.asmChecked && this.asmLen >= RECORD_HEADER_SIZE) {
+      this.checkHeader(this.asm, 0, this.recHi, this.recLo);
+      this.asmChecked = true;
+    }
+    if (this.asmLen < this.asmTot) return undefined;
+    const hi = this.recHi;
+    const lo = this.recLo;
+    if (this.verifyCrc) this.checkCrc(this.asm, 0, this.asmTot, hi, lo);
+    const rec = this.rec;
+    rec.lsnHi = hi;
+    rec.lsnLo = lo;
+    decodeRecordInto(rec, this.asm, 0, this.fmt, this.blockSize);
+    const pad = (8 - (this.posLo & 7)) & 7;
+    const k = this.consumeUpTo(pad);
+    this.mode = M_RECORD;
+    return this.finishRecord(pad - k);
+  }
+
+  /** After a record: set its end, handle XLOG_SWITCH and overwrite checks; `padLeft` bytes of
+   * alignment padding are still to be skipped. */
+  private finishRecord(padLeft: number): WalRecord {
+    const rec = this.rec;
+    const fmt = this.fmt;
+    if (this.overwrittenHi >= 0) {
+      const expectHi = this.overwrittenHi;
+      const expectLo = this.overwrittenLo;
+      this.overwrittenHi = -1;
+      const md = rec.mainDataLen >= 8 ? rec.mainData() : undefined;
+      if (
+        rec.rmid !== fmt.rmXlogId ||
+        (rec.info & 0xf0) !== fmt.xlogOverwriteContrecordInfo ||
+        md === undefined ||
+        md.readUInt32LE(0) !== expectLo ||
+        md.readUInt32LE(4) !== expectHi
+      ) {
+        const at = rec.lsn;
+        throw new WalDecodeError(
+          "bad-overwrite-contrecord",
+          at,
+          `the partial record at ${formatLsnParts(expectHi, expectLo)} was abandoned (FIRST_IS_OVERWRITE_CONTRECORD), but the record at ${formatLsn(at)} is not the XLOG_OVERWRITE_CONTRECORD for it (rmid ${rec.rmid}, info 0x${rec.info.toString(16)})`,
+          { recordLsn: at },
+        );
+      }
+    }
+    // End position (EndRecPtr): right after the aligned record.
+    let endLo = this.posLo + padLeft;
+    let endHi = this.posHi;
+    if (endLo >= TWO32) {
+      endLo -= TWO32;
+      endHi++;
+    }
+    let skip = padLeft;
+    if (rec.rmid === fmt.rmXlogId && (rec.info & 0xf0) === fmt.xlogSwitchInfo) {
+      // XLOG_SWITCH: the rest of the segment is padding.
+      const segOff = endLo & (this.segSize - 1);
+      if (segOff !== 0) {
+        const rest = this.segSize - segOff;
+        skip += rest;
+        endLo += rest;
+        if (endLo >= TWO32) {
+          endLo -= TWO32;
+          endHi++;
+        }
+      }
+    }
+    rec.endHi = endHi;
+    rec.endLo = endLo;
+    this.endHi = endHi;
+    this.endLo = endLo;
+    this.prevHi = rec.lsnHi;
+    this.prevLo = rec.lsnLo;
+    if (skip > 0) {
+      this.skipLeft = skip;
+      this.mode = M_SKIP;
+      this.afterSkip = M_RECORD;
+      this.afterSkipCtx = CTX_START;
+    } else {
+      this.mode = M_RECORD;
+    }
+    return rec;
+  }
+
+  private checkHeader(b: Buffer, o: number, hi: number, lo: number): void {
+    const rmid = b[o + 17]!;
+    if (rmid > this.fmt.maxBuiltinRmgrId && rmid < 128) {
+      const at = lsnFromParts(hi, lo);
+      throw new WalDecodeError(
+        "bad-rmgr",
+        at,
+        `invalid resource manager ID ${rmid} at ${formatLsn(at)}: expected 0..${this.fmt.maxBuiltinRmgrId} or a custom 128..255`,
+        { recordLsn: at },
+      );
+    }
+    const pLo = b.readUInt32LE(o + 8);
+    const pHi = b.readUInt32LE(o + 12);
+    if (this.prevHi < 0) {
+      if (!(pHi < hi || (pHi === hi && pLo < lo))) {
+        const at = lsnFromParts(hi, lo);
+        throw new WalDecodeError(
+          "bad-prev-link",
+          at,
+          `record with incorrect prev-link ${formatLsnParts(pHi, pLo)} at ${formatLsn(at)}: expected an earlier LSN`,
+          { recordLsn: at },
+        );
+      }
+    } else if (pHi !== this.prevHi || pLo !== this.prevLo) {
+      const at = lsnFromParts(hi, lo);
+      throw new WalDecodeError(
+        "bad-prev-link",
+        at,
+        `record with incorrect prev-link ${formatLsnParts(pHi, pLo)} at ${formatLsn(at)}: expected ${formatLsnParts(this.prevHi, this.prevLo)}`,
+        { recordLsn: at },
+      );
+    }
+  }
+
+  private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
+    const body = crc32c(b.subarray(o + RECORD_HEADER_SIZE, o + totLen));
+    const actual = crc32c(b.subarray(o, o + 20), body);
+    const stored = b.readUInt32LE(o + 20);
+    if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
+  }
+}
