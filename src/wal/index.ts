@@ -1,1 +1,16 @@
+/**
+ * The `wal` layer: LSNs, segment arithmetic, page and record layouts, and the streaming WAL
+ * decoder (`tideline/wal`).
+ *
+ * @module
+ */
+export * from "./decoder.js";
+export * from "./dump.js";
+export * from "./errors.js";
+export * from "./lsn.js";
+export * from "./page.js";
+export * from "./record.js";
 export * from "./rmgr/index.js";
+export * from "./segment.js";
+export * from "./version.js";
+export * from "./wal_files.js";
