@@ -17,7 +17,7 @@
  * @module
  */
 
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import {
   appendFileSync,
   chownSync,
@@ -36,10 +36,24 @@ import pg from "pg";
 
 const run = promisify(execFile);
 
-/** A major version the npm packages provide. */
+/**
+ * A major version the npm packages provide.
+ *
+ * @example
+ * ```ts
+ * const v: EmbeddedVersion = 18;
+ * ```
+ */
 export type EmbeddedVersion = 15 | 16 | 17 | 18;
 
-/** How to start a server. */
+/**
+ * How to start a server.
+ *
+ * @example
+ * ```ts
+ * const opts: EmbeddedOptions = { version: 17, walLevel: "logical", settings: { wal_compression: "lz4" } };
+ * ```
+ */
 export interface EmbeddedOptions {
   /** PostgreSQL major version. */
   readonly version: EmbeddedVersion;
@@ -55,7 +69,20 @@ export interface EmbeddedOptions {
   readonly initdbArgs?: readonly string[];
 }
 
-/** A running throwaway server. */
+/**
+ * A running throwaway server.
+ *
+ * @example
+ * ```ts
+ * const srv: EmbeddedPostgres = await startEmbedded({ version: 16 });
+ * try {
+ *   await srv.query("CREATE EXTENSION pg_walinspect");
+ *   readdirSync(srv.walDir); // ["000000010000000000000001", "archive_status", ...]
+ * } finally {
+ *   await srv.stop();
+ * }
+ * ```
+ */
 export interface EmbeddedPostgres extends AsyncDisposable {
   readonly version: EmbeddedVersion;
   readonly host: "127.0.0.1";
@@ -149,6 +176,32 @@ async function exec(who: RunAs, file: string, args: readonly string[], timeoutMs
     ? ["runuser", ["-u", "postgres", "--", file, ...args]]
     : [file, [...args]];
   return run(cmd, argv, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+}
+
+/**
+ * Servers still running, by base directory, with a synchronous way to end and remove them:
+ * run when the process exits (or is interrupted) without having stopped them, so a crashed
+ * or killed test leaves no postmaster and no directory behind.
+ */
+const live = new Map<string, () => void>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const endAll = () => {
+    for (const end of live.values()) end();
+    live.clear();
+  };
+  process.once("exit", endAll);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    const onSignal = () => {
+      endAll();
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    };
+    process.once(signal, onSignal);
+  }
 }
 
 function confValue(v: string | number | boolean): string {
@@ -269,9 +322,26 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     );
   };
 
+  const endNow = () => {
+    if (running) {
+      const [cmd, argv] = who.asRoot
+        ? ["runuser", ["-u", "postgres", "--", join(binDir, "pg_ctl")]]
+        : [join(binDir, "pg_ctl"), []];
+      spawnSync(cmd, [...argv, "-D", dataDir, "stop", "-m", "immediate", "-w"], {
+        stdio: "ignore",
+        timeout: 30_000,
+      });
+      running = false;
+    }
+    rmSync(baseDir, { recursive: true, force: true });
+  };
+  installExitHook();
+  live.set(baseDir, endNow);
+
   const cleanup = async () => {
     if (stopped) return;
     stopped = true;
+    live.delete(baseDir);
     await closeAdmin();
     await stopServer();
     rmSync(baseDir, { recursive: true, force: true });

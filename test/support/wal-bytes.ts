@@ -13,11 +13,25 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 
-/** WAL page size (`XLOG_BLCKSZ`) of the servers under test. */
+/**
+ * WAL page size (`XLOG_BLCKSZ`) of the servers under test.
+ *
+ * @example
+ * ```ts
+ * lsn % BigInt(WAL_PAGE_SIZE) === 0n; // at a page header
+ * ```
+ */
 export const WAL_PAGE_SIZE = 8192;
 const SHORT_HEADER = 24;
 const LONG_HEADER = 40;
-/** Size of `XLogRecord`, the fixed record header. */
+/**
+ * Size of `XLogRecord`, the fixed record header.
+ *
+ * @example
+ * ```ts
+ * const header = wal.read(lsn, RECORD_HEADER_SIZE); // header[17] is xl_rmid
+ * ```
+ */
 export const RECORD_HEADER_SIZE = 24;
 
 /**
@@ -34,7 +48,14 @@ export function parseLsnText(text: string): bigint {
   return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
 }
 
-/** Where a server's WAL lives and how it is cut. */
+/**
+ * Where a server's WAL lives and how it is cut.
+ *
+ * @example
+ * ```ts
+ * const loc: WalLocation = { walDir: srv.walDir, timeline: 1, segmentSize: 16 * 1024 * 1024 };
+ * ```
+ */
 export interface WalLocation {
   readonly walDir: string;
   readonly timeline: number;

@@ -34,7 +34,14 @@
 
 import type { SupportedVersion } from "./versions.js";
 
-/** How an rmgr's `identify` function reduces `xl_info` before its `switch`. */
+/**
+ * How an rmgr's `identify` function reduces `xl_info` before its `switch`.
+ *
+ * @example
+ * ```ts
+ * BUILTIN_RMGRS[1]?.mask; // "xact-opmask" (Transaction)
+ * ```
+ */
 export type IdentifyMask =
   /** `info & ~XLR_INFO_MASK` (`0xF0`). */
   | "high-bits"
@@ -43,7 +50,14 @@ export type IdentifyMask =
   /** The function ignores `info` and always returns {@link RmgrDef.constantName}. */
   | "constant";
 
-/** One case of an `identify` function. */
+/**
+ * One case of an `identify` function.
+ *
+ * @example
+ * ```ts
+ * const prune: RecordTypeDef = { info: 0x10, name: "PRUNE", until: 16 };
+ * ```
+ */
 export interface RecordTypeDef {
   /** The masked info value the case matches. */
   readonly info: number;
@@ -55,7 +69,14 @@ export interface RecordTypeDef {
   readonly until?: SupportedVersion;
 }
 
-/** A built-in resource manager. */
+/**
+ * A built-in resource manager.
+ *
+ * @example
+ * ```ts
+ * const seq: RmgrDef = { id: 15, name: "Sequence", mask: "high-bits", types: [{ info: 0, name: "LOG" }] };
+ * ```
+ */
 export interface RmgrDef {
   /** `RmgrId`, the record header's `xl_rmid`. */
   readonly id: number;
