@@ -4,7 +4,7 @@
  * @module
  */
 
-import { crc32c } from "@node-rs/crc32";
+import { crc32cRange } from "./crc32c.js";
 import {
   WalCrcMismatchError,
   WalDecodeError,
@@ -930,8 +930,7 @@ export class WalDecoder {
   }
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
-    const body = crc32c(b.subarray(o + RECORD_HEADER_SIZE, o + totLen));
-    const actual = crc32c(b.subarray(o, o + 20), body);
+    const actual = crc32cRange(b, o, o + 20, crc32cRange(b, o + RECORD_HEADER_SIZE, o + totLen));
     const stored = b.readUInt32LE(o + 20);
     if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
   }

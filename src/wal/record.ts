@@ -11,7 +11,7 @@
  * @module
  */
 
-import { crc32c } from "@node-rs/crc32";
+import { crc32cRange } from "./crc32c.js";
 import { WalBlockRefError, WalCrcMismatchError, WalRecordLengthError } from "./errors.js";
 import { formatLsn, type Lsn, lsnFromParts } from "./lsn.js";
 import { DEFAULT_WAL_FORMAT, FORK_NAMES, type WalFormat } from "./version.js";
@@ -423,8 +423,12 @@ const EMPTY = Buffer.alloc(0);
  * ```
  */
 export function recordCrc(buf: Buffer, offset: number, totLen: number): number {
-  const body = crc32c(buf.subarray(offset + RECORD_HEADER_SIZE, offset + totLen));
-  return crc32c(buf.subarray(offset, offset + 20), body);
+  return crc32cRange(
+    buf,
+    offset,
+    offset + 20,
+    crc32cRange(buf, offset + RECORD_HEADER_SIZE, offset + totLen),
+  );
 }
 
 /**
@@ -488,7 +492,7 @@ export function decodeRecordInto(
   rec.mainDataOffset = totLen;
   rec.fpiLen = 0;
   const blocks = rec.blocks;
-  blocks.length = 0;
+  let nblocks = 0;
 
   const bf = format.blockFlags;
   const imf = format.imageFlags;
@@ -540,7 +544,7 @@ export function decodeRecordInto(
     }
     maxId = id;
     if (end - p < 3) throw short();
-    const b = rec.blockSlot(blocks.length);
+    const b = rec.blockSlot(nblocks);
     const ff = buf[p]!;
     b.id = id;
     b.forkFlags = ff;
@@ -627,7 +631,7 @@ export function decodeRecordInto(
       b.db = buf.readUInt32LE(p + 4);
       b.rel = buf.readUInt32LE(p + 8);
       p += 12;
-      lastRel = blocks.length;
+      lastRel = nblocks;
     } else {
       const prevBlock = lastRel < 0 ? undefined : blocks[lastRel];
       if (prevBlock === undefined) {
@@ -644,8 +648,9 @@ export function decodeRecordInto(
     if (end - p < 4) throw short();
     b.blk = buf.readUInt32LE(p);
     p += 4;
-    blocks.push(b);
+    blocks[nblocks++] = b;
   }
+  if (blocks.length !== nblocks) blocks.length = nblocks;
   if (end - p !== datatotal) throw short();
 
   // Payload: per block its image then its data, then the main data.
