@@ -772,6 +772,7 @@ export class WalDecoder {
       );
     }
     // Slow path: assemble the record from several pages and/or chunks.
+    if (this.asm.length > 16 * 1024 * 1024 && totLen < this.asm.length / 4) this.asm = EMPTY;
     this.recHi = this.posHi;
     this.recLo = this.posLo;
     this.asmTot = totLen;

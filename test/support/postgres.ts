@@ -153,6 +153,13 @@ export class Cluster {
     live.add(this);
   }
 
+  /** Stops the server (fast) but keeps its files, e.g. to read a final pg_wal. */
+  async stopServer(): Promise<void> {
+    if (!this.running) return;
+    await this.run("pg_ctl", ["-D", this.dataDir, "-m", "fast", "-w", "stop"], 60_000);
+    this.running = false;
+  }
+
   /** Stops the server (fast) and removes the temp dir. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.running) {

@@ -38,7 +38,7 @@ interface Wal {
 
 /** Stops the server (so pg_wal is final), reads every segment and runs pg_waldump on them. */
 async function collect(cluster: Cluster): Promise<Wal> {
-  await cluster.run("pg_ctl", ["-D", cluster.dataDir, "-m", "fast", "-w", "stop"]);
+  await cluster.stopServer();
   const files = cluster.segmentFiles();
   const segmentSize = cluster.segmentSize;
   const first = parseSegmentFileName(files[0]!, segmentSize)!;
@@ -364,6 +364,28 @@ describe("WAL decoder against PostgreSQL 15", {
       }
       assert.deepEqual(got, infos.slice(i).map(signature));
     }
+  });
+
+  it("starts at segment starts, skipping a continued record as pg_waldump does", (t) => {
+    const { infos } = decodeAll(varied);
+    let continued = 0;
+    for (let seg = 1; seg < varied.files.length; seg++) {
+      const segLsn = varied.startLsn + BigInt(seg * varied.segmentSize);
+      const dec = new WalDecoder({ startLsn: segLsn });
+      dec.push(varied.bytes.subarray(seg * varied.segmentSize));
+      const got: string[] = [];
+      try {
+        for (const r of dec) got.push(signature(r));
+      } catch (e) {
+        assert.ok(e instanceof WalDecodeError && e.endOfWal);
+      }
+      const expected = infos.filter((r) => r.lsn >= segLsn).map(signature);
+      assert.deepEqual(got, expected, `from ${formatLsn(segLsn)}`);
+      if (dec.skippedBytes > 0) continued++;
+    }
+    t.diagnostic(
+      `${continued} of ${varied.files.length - 1} segments start with a continued record`,
+    );
   });
 
   it("reports corruption of real WAL with typed errors naming the LSN", () => {
