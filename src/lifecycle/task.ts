@@ -113,9 +113,16 @@ export class Task<T> implements RegisteredTask, ContextTask {
     this.#outcome = outcome;
     // Cancelling (rather than only unlinking) the token stops anything the body left
     // running on it: nothing outlives its task unnoticed. It also unlinks the token.
-    this.token.cancel(`task "${this.name}" ended`);
+    // A throwing onCancel hook must not keep the guard, the registry entry or join():
+    // its error goes to the registry's observer like a failure nobody joins.
+    let hookError: unknown;
+    try {
+      this.token.cancel(`task "${this.name}" ended`);
+    } catch (error) {
+      hookError = error;
+    }
     this.#guard.release();
-    registry.remove(this, outcome.status === "failed" ? outcome.error : undefined);
+    registry.remove(this, outcome.status === "failed" ? outcome.error : hookError);
     const listeners = this.#endListeners;
     this.#endListeners = undefined;
     if (listeners !== undefined) for (const listener of listeners) listener(outcome);
