@@ -177,6 +177,8 @@ export class Channel<T> {
       const registration = token.onCancel((reason) => {
         this.#senders.remove(sender);
         reject(new CancelledError(reason));
+        // It may have been the one holding back later senders whose items fit.
+        this.#admitSenders();
       });
       const sender: Sender<T> = {
         item,
@@ -217,7 +219,12 @@ export class Channel<T> {
     const entry = this.#items.shift()!;
     this.#weight -= entry.weight;
     if (this.#items.length === 0) this.#weight = 0; // no drift from float weights
-    // Admit waiting senders in order while they fit.
+    this.#admitSenders();
+    return entry.item;
+  }
+
+  /** Admits waiting senders in order while they fit. */
+  #admitSenders(): void {
     for (
       let s = this.#senders.peek();
       s !== undefined && this.#fits(s.weight);
@@ -228,7 +235,6 @@ export class Channel<T> {
       this.#weight += s.weight;
       s.resolve();
     }
-    return entry.item;
   }
 
   /**
