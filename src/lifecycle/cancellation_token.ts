@@ -218,6 +218,26 @@ export class CancellationToken implements Disposable {
   }
 
   /**
+   * Whether `ancestor` is this token or one of its linked ancestors. Links are cut when
+   * a token is disposed or cancelled, so this answers for live trees (e.g. "does this
+   * context run inside that timeline's WAL receiver?").
+   *
+   * @example
+   * ```ts
+   * import { CancellationToken } from "tideline/lifecycle";
+   * const root = new CancellationToken();
+   * const leaf = root.child().child();
+   * console.log(leaf.isDescendantOf(root), root.isDescendantOf(leaf)); // true false
+   * ```
+   */
+  isDescendantOf(ancestor: CancellationToken): boolean {
+    for (let t: CancellationToken | undefined = this; t !== undefined; t = t.#parent) {
+      if (t === ancestor) return true;
+    }
+    return false;
+  }
+
+  /**
    * A promise that resolves when this token is cancelled. It never rejects.
    * Prefer {@linkcode race} or {@linkcode onCancel} inside loops: every
    * `Promise.race([token.cancelled(), ...])` leaves a reaction on this promise

@@ -163,4 +163,16 @@ describe("CancellationToken", () => {
     );
     await assert.rejects(t.race(Promise.resolve(1)), CancelledError);
   });
+
+  it("isDescendantOf follows live links only", () => {
+    const root = new CancellationToken();
+    const mid = root.child();
+    const leaf = mid.child();
+    assert.equal(leaf.isDescendantOf(root), true);
+    assert.equal(leaf.isDescendantOf(leaf), true);
+    assert.equal(root.isDescendantOf(leaf), false);
+    assert.equal(new CancellationToken().isDescendantOf(root), false);
+    mid[Symbol.dispose]();
+    assert.equal(leaf.isDescendantOf(root), false, "disposal cut the link");
+  });
 });
