@@ -24,7 +24,14 @@ import {
 } from "./segment.js";
 import { DEFAULT_WAL_FORMAT, formatForMagic, type WalFormat, walFormat } from "./version.js";
 
-/** Options of {@link WalDecoder}. */
+/**
+ * Options of {@link WalDecoder}.
+ *
+ * @example
+ * ```ts
+ * const opts: WalDecoderOptions = { startLsn: parseLsn("0/1000000"), segmentSize: 16 << 20 };
+ * ```
+ */
 export interface WalDecoderOptions {
   /**
    * The LSN of the first byte pushed: a record start (replication restarts at record
@@ -55,6 +62,11 @@ export interface WalDecoderOptions {
  * What the decoder is waiting for after `next()` returned `undefined`:
  * `need-input` (push more bytes), `end` (`end()` was called and the input ended cleanly at a
  * record boundary), `failed` (an error was thrown; `next()` throws it again).
+ *
+ * @example
+ * ```ts
+ * if (dec.next() === undefined && dec.state === "need-input") await more();
+ * ```
  */
 export type WalDecoderState = "need-input" | "end" | "failed";
 

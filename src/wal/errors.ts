@@ -32,6 +32,11 @@ import { formatLsn, type Lsn } from "./lsn.js";
  *   XLOG_OVERWRITE_CONTRECORD record.
  * - `bad-block-ref`: invalid block reference headers (order, flags, image hole, missing relation).
  * - `truncated`: the input ended (`end()`) in the middle of a record or page header.
+ *
+ * @example
+ * ```ts
+ * if (err.code === "crc-mismatch") console.error(`damaged WAL at ${formatLsn(err.lsn)}`);
+ * ```
  */
 export type WalDecodeErrorCode =
   | "bad-magic"
@@ -49,7 +54,14 @@ export type WalDecodeErrorCode =
   | "bad-block-ref"
   | "truncated";
 
-/** Extra facts for {@link WalDecodeError}'s constructor. */
+/**
+ * Extra facts for {@link WalDecodeError}'s constructor.
+ *
+ * @example
+ * ```ts
+ * new WalDecodeError("truncated", lsn, "input ended mid-record", { endOfWal: true, recordLsn: lsn });
+ * ```
+ */
 export interface WalDecodeErrorOptions {
   /** The input looks like the normal end of written WAL rather than damage (see `endOfWal`). */
   endOfWal?: boolean;

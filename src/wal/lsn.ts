@@ -8,7 +8,14 @@
  * @module
  */
 
-/** An LSN: a `bigint` in `0n ..= 2n ** 64n - 1n`. */
+/**
+ * An LSN: a `bigint` in `0n ..= 2n ** 64n - 1n`.
+ *
+ * @example
+ * ```ts
+ * const lsn: Lsn = parseLsn("16/B374D848");
+ * ```
+ */
 export type Lsn = bigint;
 
 /**

@@ -34,7 +34,14 @@ export const SHORT_PAGE_HEADER_SIZE = 24;
  */
 export const LONG_PAGE_HEADER_SIZE = 40;
 
-/** A parsed page header. */
+/**
+ * A parsed page header.
+ *
+ * @example
+ * ```ts
+ * const h: PageHeader = parsePageHeader(segment, 0); // h.size === 40, h.segmentSize === 16777216
+ * ```
+ */
 export interface PageHeader {
   /** `xlp_magic`. */
   magic: number;
@@ -110,7 +117,14 @@ export function parsePageHeader(buf: Buffer, off: number, format?: WalFormat): P
   return header;
 }
 
-/** What a page header is checked against. */
+/**
+ * What a page header is checked against.
+ *
+ * @example
+ * ```ts
+ * const ctx: PageCheckContext = { pageLsn: 0x1002000n, format: walFormat(15), segmentSize: 16 << 20, pageSize: 8192 };
+ * ```
+ */
 export interface PageCheckContext {
   /** The LSN of the page (a multiple of the page size). */
   pageLsn: Lsn;

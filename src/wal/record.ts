@@ -26,7 +26,14 @@ import { DEFAULT_WAL_FORMAT, FORK_NAMES, type WalFormat } from "./version.js";
  */
 export const RECORD_HEADER_SIZE = 24;
 
-/** How a full-page image is compressed. */
+/**
+ * How a full-page image is compressed.
+ *
+ * @example
+ * ```ts
+ * if (block.compression !== "none") console.log(`image compressed with ${block.compression}`);
+ * ```
+ */
 export type ImageCompression = "none" | "pglz" | "lz4" | "zstd";
 
 /**
@@ -116,7 +123,14 @@ export class BlockRef {
   }
 }
 
-/** A detached description of a block reference. */
+/**
+ * A detached description of a block reference.
+ *
+ * @example
+ * ```ts
+ * const b: BlockInfo = record.blocks[0]!.toInfo(); // { id: 0, rel: { spc: 1663, db: 5, rel: 16384 }, ... }
+ * ```
+ */
 export interface BlockInfo {
   id: number;
   rel: { spc: number; db: number; rel: number };
@@ -135,7 +149,14 @@ export interface BlockInfo {
   compression: ImageCompression;
 }
 
-/** A detached description of a record (what `tideline waldump --json` needs). */
+/**
+ * A detached description of a record (what `tideline waldump --json` needs).
+ *
+ * @example
+ * ```ts
+ * const info: RecordInfo = record.toInfo(); // survives the next decoder.next()
+ * ```
+ */
 export interface RecordInfo {
   lsn: Lsn;
   /** Where the next record starts (PostgreSQL's `EndRecPtr`). */

@@ -212,6 +212,11 @@ export function segmentStartLsn(segno: bigint, segmentSize: number): Lsn {
 
 /**
  * A WAL segment file name, parsed.
+ *
+ * @example
+ * ```ts
+ * const s: SegmentName = parseSegmentFileName("000000010000000000000002", 16 << 20)!; // { timeline: 1, segno: 2n, partial: false }
+ * ```
  */
 export interface SegmentName {
   /** Timeline ID (1..2^32-1). */

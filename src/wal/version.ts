@@ -17,7 +17,14 @@
  * @module
  */
 
-/** Page header (`xlp_info`) flag values. */
+/**
+ * Page header (`xlp_info`) flag values.
+ *
+ * @example
+ * ```ts
+ * const continued = (info & walFormat(15).pageInfo.firstIsContrecord) !== 0;
+ * ```
+ */
 export interface PageInfoFlags {
   /** The page starts with the continuation of a record from the previous page. */
   readonly firstIsContrecord: number;
@@ -31,7 +38,14 @@ export interface PageInfoFlags {
   readonly all: number;
 }
 
-/** Block reference `fork_flags` values. */
+/**
+ * Block reference `fork_flags` values.
+ *
+ * @example
+ * ```ts
+ * const hasImage = (forkFlags & walFormat(16).blockFlags.hasImage) !== 0;
+ * ```
+ */
 export interface BlockFlags {
   readonly forkMask: number;
   readonly hasImage: number;
@@ -40,7 +54,14 @@ export interface BlockFlags {
   readonly sameRel: number;
 }
 
-/** Block image `bimg_info` values. */
+/**
+ * Block image `bimg_info` values.
+ *
+ * @example
+ * ```ts
+ * const lz4 = (bimgInfo & walFormat(17).imageFlags.compressLz4) !== 0;
+ * ```
+ */
 export interface BlockImageFlags {
   readonly hasHole: number;
   readonly apply: number;
@@ -49,7 +70,14 @@ export interface BlockImageFlags {
   readonly compressZstd: number;
 }
 
-/** The byte-format facts of one PostgreSQL major version. */
+/**
+ * The byte-format facts of one PostgreSQL major version.
+ *
+ * @example
+ * ```ts
+ * const f: WalFormat = walFormat(18); // f.pageMagic === 0xD118
+ * ```
+ */
 export interface WalFormat {
   /** PostgreSQL major version. */
   readonly majorVersion: number;
