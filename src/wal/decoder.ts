@@ -645,6 +645,7 @@ export class WalDecoder {
       timelineForNames: h.timeline === 0 ? (this.tli ?? 1) : h.timeline,
       expectedSystemId: this.expectedSystemId,
       previousTimeline: this.tli,
+      segmentSizeKnown: this.segSizeKnown,
     });
     this.format = fmt;
     if (h.systemId !== undefined) this.sysId = h.systemId;
@@ -730,7 +731,7 @@ export class WalDecoder {
     const minOff =
       this.pageHdr !== 0
         ? this.pageHdr
-        : (this.posLo & (this.segSize - 1)) < this.pageSize
+        : this.segSizeKnown && (this.posLo & (this.segSize - 1)) < this.pageSize
           ? 40
           : 24;
     if (pageOff < minOff) {

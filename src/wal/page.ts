@@ -137,6 +137,11 @@ export interface PageCheckContext {
   expectedSystemId?: bigint | undefined;
   /** Timeline of the previous page: timelines never go backwards. */
   previousTimeline?: number | undefined;
+  /**
+   * Whether `segmentSize` is known rather than assumed (default true). While it is only
+   * assumed, a short header where a segment would start under the assumption is accepted.
+   */
+  segmentSizeKnown?: boolean;
 }
 
 /**
@@ -204,7 +209,7 @@ export function validatePageHeader(h: PageHeader, ctx: PageCheckContext): void {
         pageSize,
       );
     }
-  } else if (offset === 0) {
+  } else if (offset === 0 && ctx.segmentSizeKnown !== false) {
     throw new WalPageHeaderError(
       "bad-header",
       pageLsn,

@@ -511,6 +511,24 @@ describe("WalDecoder on synthetic WAL", () => {
     }
   });
 
+  it("starts mid-segment in a cluster with large segments without being told their size", () => {
+    const seg = 64 * MiB;
+    const start = 0x400_0000n; // a 64 MiB segment start
+    const w = new WalBuilder({ startLsn: start, segmentSize: seg });
+    fillMixed(w, 5000);
+    const bytes = w.bytes();
+    assert.ok(bytes.length > 16 * MiB + 8192);
+    const all = decodeAll({ startLsn: start }, bytes);
+    // 0/5000000 would start a segment if segments were 16 MiB: it has a short header here.
+    const from = 0x500_0000n;
+    const tail = decodeAll({ startLsn: from }, bytes.subarray(Number(from - start)));
+    assert.deepEqual(
+      tail,
+      all.filter((r) => parseLsn(r.lsn) >= from),
+    );
+    assert.equal(all.length, 5000);
+  });
+
   it("validates its options", () => {
     assert.throws(() => new WalDecoder({ startLsn: 0x1000001n }), RangeError);
     assert.throws(() => new WalDecoder({ startLsn: -8n }), RangeError);
