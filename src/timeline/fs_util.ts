@@ -1,0 +1,52 @@
+/**
+ * Small durable-file helpers.
+ *
+ * @module
+ */
+import { open, rename, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/**
+ * fsyncs a directory, so that a rename or a new file in it survives a crash.
+ *
+ * @example
+ * ```ts
+ * import { fsyncDir } from "tideline/timeline";
+ * await fsyncDir("/data/timelines/main");
+ * ```
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Replaces `path` with `data` atomically: write a temporary file, fsync it, rename it
+ * over `path`, fsync the directory. After a crash, `path` holds the old or the new
+ * content, never a mix.
+ *
+ * @example
+ * ```ts
+ * import { writeFileAtomic } from "tideline/timeline";
+ * await writeFileAtomic("/data/timelines/main/index.json", JSON.stringify({}));
+ * ```
+ */
+export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const handle = await open(tmp, "w");
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}

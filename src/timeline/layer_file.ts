@@ -1,0 +1,311 @@
+/**
+ * Immutable layer files: a frozen layer's WAL bytes, its record index and its block
+ * index, written once, fsynced, and named by their LSN range.
+ *
+ * Layout (little-endian):
+ * - header, 64 bytes: magic `TIDELYR1`, u32 format version, u32 compression (0 none),
+ *   u64 start, u64 end, u64 system id, u32 PostgreSQL timeline, u32 PostgreSQL major,
+ *   u32 record count, u32 block-reference count, u32 chunk count, u32 chunk size;
+ * - the WAL bytes in chunks of `chunk size` (the last one shorter);
+ * - the chunk table: per chunk u64 file offset, u32 stored length, u32 CRC32C;
+ * - the record table and the block table (see `layer_tables.ts`), column by column;
+ * - footer, 32 bytes: u64 offsets of the chunk, record and block tables, u32 CRC32C of
+ *   the header, the tables and these offsets, magic `TEND`.
+ * Every read of WAL bytes checks its chunk's CRC; opening checks the metadata CRC.
+ *
+ * @module
+ */
+import { open, rename, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { crc32c } from "@node-rs/crc32";
+import type { CancellationToken } from "../lifecycle/index.js";
+import type { Lsn } from "../wal/index.js";
+import { LayerCorruptError } from "./errors.js";
+import { fsyncDir } from "./fs_util.js";
+import type { InMemoryLayer } from "./in_memory_layer.js";
+import { BlockTable, RecordTable } from "./layer_tables.js";
+
+const MAGIC = Buffer.from("TIDELYR1");
+const END_MAGIC = Buffer.from("TEND");
+const HEADER = 64;
+const FOOTER = 32;
+const FORMAT_VERSION = 1;
+/** WAL bytes per chunk: the unit of checksumming and of random reads. */
+export const LAYER_CHUNK_SIZE = 1 << 20;
+
+/** What a layer file says about itself. */
+export interface LayerMeta {
+  /** The PostgreSQL cluster's system identifier (0 when not known yet). */
+  systemId: bigint;
+  /** The PostgreSQL timeline of its WAL. */
+  pgTimeline: number;
+  /** The PostgreSQL major version of its WAL (0 when not known). */
+  pgVersion: number;
+}
+
+const hex16 = (lsn: Lsn) => lsn.toString(16).toUpperCase().padStart(16, "0");
+
+/**
+ * The file name of a layer: its start and end LSN, 16 hex digits each.
+ *
+ * @example
+ * ```ts
+ * import { layerFileName } from "tideline/timeline";
+ * layerFileName(0x1000000n, 0x1a3c2d8n); // "0000000001000000-0000000001A3C2D8.layer"
+ * ```
+ */
+export function layerFileName(start: Lsn, end: Lsn): string {
+  return `${hex16(start)}-${hex16(end)}.layer`;
+}
+
+/**
+ * The LSN range in a layer file name, or `undefined` if it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseLayerFileName } from "tideline/timeline";
+ * parseLayerFileName("0000000001000000-0000000001A3C2D8.layer"); // { start: 16777216n, end: 27509464n }
+ * ```
+ */
+export function parseLayerFileName(name: string): { start: Lsn; end: Lsn } | undefined {
+  const m = /^([0-9A-F]{16})-([0-9A-F]{16})\.layer$/.exec(name);
+  if (m === null) return undefined;
+  const start = BigInt(`0x${m[1]}`);
+  const end = BigInt(`0x${m[2]}`);
+  return end > start ? { start, end } : undefined;
+}
+
+/**
+ * Writes a frozen layer as `<dir>/<start>-<end>.layer`: to a temporary file first,
+ * fsynced, renamed into place, and the directory fsynced, so the file is either whole
+ * or absent after a crash. Checks `token` between chunks (a cancelled write removes
+ * its temporary file and throws `CancelledError`). Returns the file's name and size.
+ *
+ * @example
+ * ```ts
+ * import { writeLayerFile } from "tideline/timeline";
+ * // const { name } = await writeLayerFile(dir, frozenLayer, { systemId, pgTimeline: 1, pgVersion: 15 }, token);
+ * ```
+ */
+export async function writeLayerFile(
+  dir: string,
+  layer: InMemoryLayer,
+  meta: LayerMeta,
+  token: CancellationToken,
+): Promise<{ name: string; size: number }> {
+  if (!layer.frozen) throw new TypeError("Only a frozen layer can be written");
+  const name = layerFileName(layer.start, layer.end);
+  const tmp = join(dir, `${name}.tmp`);
+  const file = await open(tmp, "w");
+  let closed = false;
+  try {
+    const chunkCount = Math.ceil(layer.size / LAYER_CHUNK_SIZE);
+    const header = Buffer.alloc(HEADER);
+    MAGIC.copy(header, 0);
+    header.writeUInt32LE(FORMAT_VERSION, 8);
+    header.writeUInt32LE(0, 12);
+    header.writeBigUInt64LE(layer.start, 16);
+    header.writeBigUInt64LE(layer.end, 24);
+    header.writeBigUInt64LE(meta.systemId, 32);
+    header.writeUInt32LE(meta.pgTimeline, 40);
+    header.writeUInt32LE(meta.pgVersion, 44);
+    header.writeUInt32LE(layer.records.length, 48);
+    header.writeUInt32LE(layer.blocks.length, 52);
+    header.writeUInt32LE(chunkCount, 56);
+    header.writeUInt32LE(LAYER_CHUNK_SIZE, 60);
+    await file.write(header, 0, HEADER, 0);
+
+    const chunkTable = Buffer.alloc(chunkCount * 16);
+    let offset = HEADER;
+    const buf = Buffer.allocUnsafe(Math.min(LAYER_CHUNK_SIZE, Math.max(layer.size, 1)));
+    for (let i = 0; i < chunkCount; i++) {
+      token.throwIfCancelled();
+      const from = layer.start + BigInt(i * LAYER_CHUNK_SIZE);
+      const to = from + BigInt(Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE));
+      const n = Number(to - from);
+      layer.copyTo(from, to, buf, 0);
+      const data = buf.subarray(0, n);
+      chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
+      chunkTable.writeUInt32LE(n, i * 16 + 8);
+      chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
+      await file.write(data, 0, n, offset);
+      offset += n;
+    }
+    const records = layer.records.serialize();
+    const blocks = layer.blocks.serialize();
+    const footer = Buffer.alloc(FOOTER);
+    footer.writeBigUInt64LE(BigInt(offset), 0);
+    footer.writeBigUInt64LE(BigInt(offset + chunkTable.length), 8);
+    footer.writeBigUInt64LE(BigInt(offset + chunkTable.length + records.length), 16);
+    let crc = crc32c(header);
+    crc = crc32c(chunkTable, crc);
+    crc = crc32c(records, crc);
+    crc = crc32c(blocks, crc);
+    crc = crc32c(footer.subarray(0, 24), crc);
+    footer.writeUInt32LE(crc, 24);
+    END_MAGIC.copy(footer, 28);
+    const tail = Buffer.concat([chunkTable, records, blocks, footer]);
+    await file.write(tail, 0, tail.length, offset);
+    token.throwIfCancelled();
+    await file.sync();
+    await file.close();
+    closed = true;
+    await rename(tmp, join(dir, name));
+    await fsyncDir(dir);
+    return { name, size: offset + tail.length };
+  } catch (error) {
+    if (!closed) await file.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * A layer file on disk, opened for reading. Opening verifies its structure and
+ * metadata CRC and loads the record and block indexes; reading WAL bytes verifies
+ * the CRC of every chunk read.
+ *
+ * @example
+ * ```ts
+ * import { DiskLayer } from "tideline/timeline";
+ * // const layer = await DiskLayer.open("/data/timelines/main/layers/....layer");
+ * // const bytes = await layer.read(layer.start, layer.end);
+ * ```
+ */
+export class DiskLayer {
+  readonly path: string;
+  readonly start: Lsn;
+  readonly end: Lsn;
+  readonly meta: LayerMeta;
+  readonly fileSize: number;
+  readonly records: RecordTable;
+  readonly blocks: BlockTable;
+  readonly #chunks: Buffer;
+  readonly #chunkSize: number;
+
+  private constructor(
+    path: string,
+    header: Buffer,
+    fileSize: number,
+    chunks: Buffer,
+    records: RecordTable,
+    blocks: BlockTable,
+  ) {
+    this.path = path;
+    this.start = header.readBigUInt64LE(16);
+    this.end = header.readBigUInt64LE(24);
+    this.meta = {
+      systemId: header.readBigUInt64LE(32),
+      pgTimeline: header.readUInt32LE(40),
+      pgVersion: header.readUInt32LE(44),
+    };
+    this.#chunkSize = header.readUInt32LE(60);
+    this.fileSize = fileSize;
+    this.#chunks = chunks;
+    this.records = records;
+    this.blocks = blocks;
+  }
+
+  /** How many WAL bytes it holds. */
+  get size(): number {
+    return Number(this.end - this.start);
+  }
+
+  /** Opens and verifies a layer file; throws {@linkcode LayerCorruptError} if it is damaged. */
+  static async open(path: string): Promise<DiskLayer> {
+    const file = await open(path, "r");
+    try {
+      const { size } = await file.stat();
+      const bad = (detail: string) => new LayerCorruptError(path, detail);
+      if (size < HEADER + FOOTER) throw bad(`only ${size} bytes`);
+      const header = Buffer.alloc(HEADER);
+      await file.read(header, 0, HEADER, 0);
+      if (!header.subarray(0, 8).equals(MAGIC)) throw bad("bad magic (not a Tideline layer file)");
+      const version = header.readUInt32LE(8);
+      if (version !== FORMAT_VERSION)
+        throw bad(`format version ${version}, expected ${FORMAT_VERSION}`);
+      const footer = Buffer.alloc(FOOTER);
+      await file.read(footer, 0, FOOTER, size - FOOTER);
+      if (!footer.subarray(28).equals(END_MAGIC)) throw bad("no footer (torn write?)");
+      const chunkAt = Number(footer.readBigUInt64LE(0));
+      const recordAt = Number(footer.readBigUInt64LE(8));
+      const blockAt = Number(footer.readBigUInt64LE(16));
+      if (
+        !(
+          HEADER <= chunkAt &&
+          chunkAt <= recordAt &&
+          recordAt <= blockAt &&
+          blockAt <= size - FOOTER
+        )
+      ) {
+        throw bad("impossible table offsets");
+      }
+      const meta = Buffer.alloc(size - FOOTER - chunkAt);
+      await file.read(meta, 0, meta.length, chunkAt);
+      let crc = crc32c(header);
+      crc = crc32c(meta, crc);
+      crc = crc32c(footer.subarray(0, 24), crc);
+      if (crc !== footer.readUInt32LE(24)) throw bad("metadata CRC mismatch");
+      const records = header.readUInt32LE(48);
+      const blocks = header.readUInt32LE(52);
+      const chunks = header.readUInt32LE(56);
+      if (recordAt - chunkAt !== chunks * 16) throw bad("chunk table size mismatch");
+      if (blockAt - recordAt !== records * RecordTable.ROW_BYTES)
+        throw bad("record table size mismatch");
+      if (size - FOOTER - blockAt !== blocks * BlockTable.ROW_BYTES)
+        throw bad("block table size mismatch");
+      const layer = new DiskLayer(
+        path,
+        header,
+        size,
+        meta.subarray(0, chunks * 16),
+        RecordTable.deserialize(meta.subarray(recordAt - chunkAt), records),
+        BlockTable.deserialize(meta.subarray(blockAt - chunkAt), blocks),
+      );
+      const expectedName = layerFileName(layer.start, layer.end);
+      if (basename(path) !== expectedName)
+        throw bad(`its range says it should be named ${expectedName}`);
+      return layer;
+    } finally {
+      await file.close();
+    }
+  }
+
+  /**
+   * Reads WAL bytes `[from, to)` (within the layer), verifying each chunk's CRC.
+   * Throws {@linkcode LayerCorruptError} on a mismatch.
+   */
+  async read(from: Lsn, to: Lsn): Promise<Buffer> {
+    if (from < this.start || to > this.end || to < from) {
+      throw new RangeError(`Range [${from}, ${to}) is outside layer ${basename(this.path)}`);
+    }
+    const out = Buffer.allocUnsafe(Number(to - from));
+    if (out.length === 0) return out;
+    const first = Math.floor(Number(from - this.start) / this.#chunkSize);
+    const last = Math.floor((Number(to - this.start) - 1) / this.#chunkSize);
+    const file = await open(this.path, "r");
+    try {
+      let written = 0;
+      for (let i = first; i <= last; i++) {
+        const offset = Number(this.#chunks.readBigUInt64LE(i * 16));
+        const len = this.#chunks.readUInt32LE(i * 16 + 8);
+        const data = Buffer.allocUnsafe(len);
+        await file.read(data, 0, len, offset);
+        if (crc32c(data) !== this.#chunks.readUInt32LE(i * 16 + 12)) {
+          throw new LayerCorruptError(
+            this.path,
+            `CRC mismatch in chunk ${i} (WAL from ${this.start + BigInt(i * this.#chunkSize)})`,
+          );
+        }
+        const chunkStart = this.start + BigInt(i * this.#chunkSize);
+        const a = from > chunkStart ? Number(from - chunkStart) : 0;
+        const b = Math.min(len, Number(to - chunkStart));
+        data.copy(out, written, a, b);
+        written += b - a;
+      }
+    } finally {
+      await file.close();
+    }
+    return out;
+  }
+}

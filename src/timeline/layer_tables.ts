@@ -1,0 +1,301 @@
+/**
+ * The per-layer record index and block index, kept as columns of typed arrays: ingest
+ * appends to them without allocating an object per record, and a layer file stores
+ * them column by column, so loading one is a few copies.
+ *
+ * @module
+ */
+import type { Lsn } from "../wal/index.js";
+
+function grow<T extends { length: number; set(a: ArrayLike<number | bigint>): void }>(
+  arr: T,
+  make: (n: number) => T,
+  need: number,
+): T {
+  if (need <= arr.length) return arr;
+  const next = make(Math.max(need, arr.length * 2, 64));
+  next.set(arr as unknown as ArrayLike<number | bigint>);
+  return next;
+}
+
+/**
+ * One row per record: where it starts and ends, its transaction, length, resource
+ * manager and info byte.
+ *
+ * @example
+ * ```ts
+ * import { RecordTable } from "tideline/timeline";
+ * const t = new RecordTable();
+ * t.push(0x1000028n, 0x10000a0n, 0, 114, 0, 0x00);
+ * t.length; // 1
+ * ```
+ */
+export class RecordTable {
+  lsn = new BigUint64Array(0);
+  end = new BigUint64Array(0);
+  xid = new Uint32Array(0);
+  totLen = new Uint32Array(0);
+  rmid = new Uint8Array(0);
+  info = new Uint8Array(0);
+  length = 0;
+
+  /** Appends a record. */
+  push(lsn: Lsn, end: Lsn, xid: number, totLen: number, rmid: number, info: number): number {
+    const i = this.length;
+    if (i === this.lsn.length) this.#reserve(i + 1);
+    this.lsn[i] = lsn;
+    this.end[i] = end;
+    this.xid[i] = xid;
+    this.totLen[i] = totLen;
+    this.rmid[i] = rmid;
+    this.info[i] = info;
+    this.length = i + 1;
+    return i;
+  }
+
+  #reserve(n: number): void {
+    this.lsn = grow(this.lsn, (k) => new BigUint64Array(k), n);
+    this.end = grow(this.end, (k) => new BigUint64Array(k), n);
+    this.xid = grow(this.xid, (k) => new Uint32Array(k), n);
+    this.totLen = grow(this.totLen, (k) => new Uint32Array(k), n);
+    this.rmid = grow(this.rmid, (k) => new Uint8Array(k), n);
+    this.info = grow(this.info, (k) => new Uint8Array(k), n);
+  }
+
+  /** The index of the first record starting at or after `lsn` (`length` if none). */
+  lowerBound(lsn: Lsn): number {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.lsn[mid]! < lsn) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Rows `[from, to)` as a new table (for splitting a layer). */
+  slice(from: number, to: number): RecordTable {
+    const t = new RecordTable();
+    t.lsn = this.lsn.slice(from, to);
+    t.end = this.end.slice(from, to);
+    t.xid = this.xid.slice(from, to);
+    t.totLen = this.totLen.slice(from, to);
+    t.rmid = this.rmid.slice(from, to);
+    t.info = this.info.slice(from, to);
+    t.length = to - from;
+    return t;
+  }
+
+  /** Bytes per row when serialized. */
+  static readonly ROW_BYTES = 8 + 8 + 4 + 4 + 1 + 1;
+
+  /** Serializes the rows column by column. */
+  serialize(): Buffer {
+    const n = this.length;
+    const out = Buffer.alloc(n * RecordTable.ROW_BYTES);
+    let o = 0;
+    for (const col of [this.lsn, this.end, this.xid, this.totLen, this.rmid, this.info]) {
+      const bytes = Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT);
+      bytes.copy(out, o);
+      o += bytes.length;
+    }
+    return out;
+  }
+
+  /** Reads what {@linkcode serialize} wrote. */
+  static deserialize(buf: Buffer, n: number): RecordTable {
+    const t = new RecordTable();
+    let o = 0;
+    const take = (bytes: number) => {
+      const copy = new Uint8Array(bytes);
+      copy.set(buf.subarray(o, o + bytes));
+      o += bytes;
+      return copy.buffer;
+    };
+    t.lsn = new BigUint64Array(take(8 * n));
+    t.end = new BigUint64Array(take(8 * n));
+    t.xid = new Uint32Array(take(4 * n));
+    t.totLen = new Uint32Array(take(4 * n));
+    t.rmid = new Uint8Array(take(n));
+    t.info = new Uint8Array(take(n));
+    t.length = n;
+    return t;
+  }
+}
+
+/** Block-reference flag: the record carries a full-page image of the block. */
+export const BLOCK_HAS_IMAGE = 1;
+/** Block-reference flag: the image is to be applied on replay (not only for verification). */
+export const BLOCK_APPLY_IMAGE = 2;
+/** Block-reference flag: the record initializes the page (WILL_INIT). */
+export const BLOCK_WILL_INIT = 4;
+
+/** A relation block, as the block index is queried by. */
+export interface BlockKey {
+  spc: number;
+  db: number;
+  rel: number;
+  /** 0 main, 1 fsm, 2 vm, 3 init. */
+  fork: number;
+  blk: number;
+}
+
+/**
+ * One row per block reference: which relation block, flags, and the row of the record
+ * in the layer's {@linkcode RecordTable}. Sorted by block (then record) once frozen.
+ *
+ * @example
+ * ```ts
+ * import { BlockTable } from "tideline/timeline";
+ * const b = new BlockTable();
+ * b.push({ spc: 1663, db: 5, rel: 16384, fork: 0, blk: 0 }, 1, 0);
+ * b.find({ spc: 1663, db: 5, rel: 16384, fork: 0, blk: 0 }); // [0]
+ * ```
+ */
+export class BlockTable {
+  spc = new Uint32Array(0);
+  db = new Uint32Array(0);
+  rel = new Uint32Array(0);
+  blk = new Uint32Array(0);
+  record = new Uint32Array(0);
+  fork = new Uint8Array(0);
+  flags = new Uint8Array(0);
+  length = 0;
+  sorted = true;
+
+  /** Appends a reference. */
+  pushRaw(
+    spc: number,
+    db: number,
+    rel: number,
+    fork: number,
+    blk: number,
+    flags: number,
+    record: number,
+  ): void {
+    const i = this.length;
+    if (i === this.spc.length) {
+      const n = i + 1;
+      this.spc = grow(this.spc, (k) => new Uint32Array(k), n);
+      this.db = grow(this.db, (k) => new Uint32Array(k), n);
+      this.rel = grow(this.rel, (k) => new Uint32Array(k), n);
+      this.blk = grow(this.blk, (k) => new Uint32Array(k), n);
+      this.record = grow(this.record, (k) => new Uint32Array(k), n);
+      this.fork = grow(this.fork, (k) => new Uint8Array(k), n);
+      this.flags = grow(this.flags, (k) => new Uint8Array(k), n);
+    }
+    this.spc[i] = spc;
+    this.db[i] = db;
+    this.rel[i] = rel;
+    this.fork[i] = fork;
+    this.blk[i] = blk;
+    this.flags[i] = flags;
+    this.record[i] = record;
+    this.length = i + 1;
+    this.sorted = false;
+  }
+
+  /** Appends a reference given as a key. */
+  push(key: BlockKey, flags: number, record: number): void {
+    this.pushRaw(key.spc, key.db, key.rel, key.fork, key.blk, flags, record);
+  }
+
+  #cmp(i: number, key: BlockKey): number {
+    return (
+      this.spc[i]! - key.spc ||
+      this.db[i]! - key.db ||
+      this.rel[i]! - key.rel ||
+      this.fork[i]! - key.fork ||
+      this.blk[i]! - key.blk
+    );
+  }
+
+  /** Row numbers referring to `key`, in record order. */
+  find(key: BlockKey): number[] {
+    const rows: number[] = [];
+    if (!this.sorted) {
+      for (let i = 0; i < this.length; i++) if (this.#cmp(i, key) === 0) rows.push(i);
+      return rows;
+    }
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#cmp(mid, key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.length && this.#cmp(i, key) === 0; i++) rows.push(i);
+    return rows;
+  }
+
+  /** A copy sorted by block, then record; rows of records at or after `fromRecord` only, renumbered. */
+  sortedCopy(fromRecord = 0, toRecord = Number.POSITIVE_INFINITY): BlockTable {
+    const order: number[] = [];
+    for (let i = 0; i < this.length; i++) {
+      const r = this.record[i]!;
+      if (r >= fromRecord && r < toRecord) order.push(i);
+    }
+    order.sort(
+      (a, b) =>
+        this.spc[a]! - this.spc[b]! ||
+        this.db[a]! - this.db[b]! ||
+        this.rel[a]! - this.rel[b]! ||
+        this.fork[a]! - this.fork[b]! ||
+        this.blk[a]! - this.blk[b]! ||
+        this.record[a]! - this.record[b]!,
+    );
+    const t = new BlockTable();
+    for (const i of order) {
+      t.pushRaw(
+        this.spc[i]!,
+        this.db[i]!,
+        this.rel[i]!,
+        this.fork[i]!,
+        this.blk[i]!,
+        this.flags[i]!,
+        this.record[i]! - fromRecord,
+      );
+    }
+    t.sorted = true;
+    return t;
+  }
+
+  /** Bytes per row when serialized. */
+  static readonly ROW_BYTES = 4 * 5 + 2;
+
+  /** Serializes the rows column by column (call on a sorted table). */
+  serialize(): Buffer {
+    const n = this.length;
+    const out = Buffer.alloc(n * BlockTable.ROW_BYTES);
+    let o = 0;
+    for (const col of [this.spc, this.db, this.rel, this.blk, this.record, this.fork, this.flags]) {
+      const bytes = Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT);
+      bytes.copy(out, o);
+      o += bytes.length;
+    }
+    return out;
+  }
+
+  /** Reads what {@linkcode serialize} wrote. */
+  static deserialize(buf: Buffer, n: number): BlockTable {
+    const t = new BlockTable();
+    let o = 0;
+    const take = (bytes: number) => {
+      const copy = new Uint8Array(bytes);
+      copy.set(buf.subarray(o, o + bytes));
+      o += bytes;
+      return copy.buffer;
+    };
+    t.spc = new Uint32Array(take(4 * n));
+    t.db = new Uint32Array(take(4 * n));
+    t.rel = new Uint32Array(take(4 * n));
+    t.blk = new Uint32Array(take(4 * n));
+    t.record = new Uint32Array(take(4 * n));
+    t.fork = new Uint8Array(take(n));
+    t.flags = new Uint8Array(take(n));
+    t.length = n;
+    t.sorted = true;
+    return t;
+  }
+}

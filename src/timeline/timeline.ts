@@ -1,0 +1,938 @@
+/**
+ * A timeline: one stream of one PostgreSQL cluster's WAL, kept in layers, with its LSN
+ * state, `waitLsn`, reads, and the two shutdown modes.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  CancellationToken,
+  CancelledError,
+  Gate,
+  type RequestContext,
+  SeqWait,
+  ShutdownError,
+  spawn,
+  type Task,
+  TaskKind,
+  type TaskRegistry,
+  TimeoutError,
+  WAL_RECEIVER_KINDS,
+} from "../lifecycle/index.js";
+import {
+  checkVersion,
+  DEFAULT_SEGMENT_SIZE,
+  type DumpRecordJson,
+  formatLsn,
+  type Lsn,
+  lsnAlign,
+  recordToJson,
+  segmentStart,
+  WalDecodeError,
+  WalDecoder,
+  type WalRecord,
+} from "../wal/index.js";
+import {
+  LayerCorruptError,
+  TimelineShutdownError,
+  TimelineStateError,
+  WaitLsnTimeoutError,
+  WalDiscontinuityError,
+} from "./errors.js";
+import { InMemoryLayer } from "./in_memory_layer.js";
+import { DiskLayer, type LayerMeta, parseLayerFileName, writeLayerFile } from "./layer_file.js";
+import {
+  BLOCK_APPLY_IMAGE,
+  BLOCK_HAS_IMAGE,
+  BLOCK_WILL_INIT,
+  type BlockKey,
+  type BlockTable,
+  type RecordTable,
+} from "./layer_tables.js";
+import { checkTimelineId } from "./timeline_id.js";
+import { readTimelineIndex, type TimelineIndex, writeTimelineIndex } from "./timeline_index.js";
+
+/** How a timeline shuts down. */
+export type ShutdownMode = "hard" | "freeze-and-flush";
+
+/** Where a timeline is in its life. */
+export type TimelineState = "active" | "stopping" | "stopped" | "broken";
+
+/** Options shared by {@linkcode Timeline.create} and {@linkcode Timeline.open}. */
+export interface TimelineOptions {
+  /** The data directory; the timeline lives in `<dataDir>/timelines/<id>`. */
+  dataDir: string;
+  /** The timeline's id: letters, digits, `-`, `_`. */
+  id: string;
+  /** The owner: the timeline's token and gate become children of these. Default: roots. */
+  parent?: { token: CancellationToken; gate: Gate };
+  /** Where its tasks register. Default: the global registry. */
+  registry?: TaskRegistry;
+  /** Freeze the open layer once it holds this many bytes. Default 64 MiB. */
+  layerSize?: number;
+  /** Ingest waits while more frozen layers than this await flushing. Default 2. */
+  maxFrozenLayers?: number;
+  /** Ingest waits while frozen layers hold more bytes than this. Default 2 × layerSize. */
+  maxFrozenBytes?: number;
+  /**
+   * Writes a frozen layer file (default {@linkcode writeLayerFile}); a wrapper can
+   * observe or slow flushes. It must honour its token.
+   */
+  writeLayer?: typeof writeLayerFile;
+}
+
+/** Options of {@linkcode Timeline.create}. */
+export interface CreateTimelineOptions extends TimelineOptions {
+  /** Where its WAL begins: normally a segment boundary. */
+  startLsn: Lsn;
+  /** WAL segment size of the cluster. Default 16 MiB. */
+  segmentSize?: number;
+  /** The cluster's system identifier, when known; WAL of another cluster is refused. */
+  systemId?: bigint;
+  /** The PostgreSQL timeline the WAL starts on. Default 1. */
+  pgTimeline?: number;
+}
+
+/** The LSNs a shutdown leaves behind. */
+export interface ShutdownResult {
+  mode: ShutdownMode;
+  lastRecordLsn: Lsn;
+  diskConsistentLsn: Lsn;
+  remoteConsistentLsn: Lsn;
+}
+
+/** What {@linkcode Timeline.blockHistory} returns. */
+export interface BlockHistory {
+  /** Whether the first record carries a full-page image (or initializes the page). */
+  hasBaseImage: boolean;
+  /** The newest base image at or before the LSN, then every later record touching the block. */
+  records: DumpRecordJson[];
+}
+
+interface Frozen {
+  readonly layer: InMemoryLayer;
+  readonly meta: LayerMeta;
+  readonly nextRecordLsn: Lsn;
+}
+
+/** A layer a read can be served from. */
+type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
+
+const XLOG_SWITCH_INFO = 0x40;
+const DEFAULT_LAYER_SIZE = 64 << 20;
+const DEFAULT_WAIT_LSN_TIMEOUT_MS = 300_000;
+
+function timelineDir(dataDir: string, id: string): string {
+  return join(dataDir, "timelines", id);
+}
+
+/**
+ * One stream of one PostgreSQL cluster's WAL.
+ *
+ * It owns a cancellation token and a gate; everything it runs (its flush task, later its
+ * WAL receiver and uploads) is a task in its tree holding that gate. The WAL receiver
+ * gets its own child token and child gate ({@linkcode walReceiverScope}), so a
+ * freeze-and-flush shutdown can stop and await *just* the WAL receiver before it
+ * flushes: no WAL is ingested once the flush has begun.
+ *
+ * WAL comes in through {@linkcode ingest} in any pieces; it is decoded, appended to the
+ * open in-memory layer and indexed; `lastRecordLsn` advances per piece. A full open
+ * layer is frozen at a record end and written by the flush task as an immutable layer
+ * file; the index is then replaced atomically and `diskConsistentLsn` advances. At most
+ * `maxFrozenLayers` / `maxFrozenBytes` wait for flushing: beyond that, ingest waits
+ * (token-aware), so memory stays bounded at any ingest rate.
+ *
+ * @example
+ * ```ts
+ * import { Timeline } from "tideline/timeline";
+ * import { CancellationToken, RequestContext } from "tideline/lifecycle";
+ * const tl = await Timeline.create({ dataDir: "/tmp/tideline", id: "main", startLsn: 0x1000000n });
+ * const ctx = RequestContext.root("Main", new CancellationToken());
+ * // await tl.ingest(0x1000000n, walBytes, ctx);
+ * // await tl.waitLsn(0x1001000n, ctx, { timeoutMs: 5000 });
+ * await tl.shutdown("freeze-and-flush");
+ * ```
+ */
+export class Timeline {
+  readonly id: string;
+  /** The timeline's token: cancelling it stops everything it runs. */
+  readonly cancel: CancellationToken;
+  /** The timeline's gate: every task it runs holds it. */
+  readonly gate: Gate;
+  /** The directory holding its index and layers. */
+  readonly dir: string;
+  readonly #registry: TaskRegistry | undefined;
+  readonly #layerSize: number;
+  readonly #maxFrozenLayers: number;
+  readonly #maxFrozenBytes: number;
+  readonly #readOnly: boolean;
+  readonly #writeLayer: typeof writeLayerFile;
+
+  #index: TimelineIndex;
+  #state: TimelineState = "active";
+  #broken: Error | undefined;
+  #diskLayers: DiskLayer[] = [];
+  #frozen: Frozen[] = [];
+  #frozenBytes = 0;
+  #open: InMemoryLayer;
+  #streamEnd: Lsn;
+  #decoder: WalDecoder;
+  #feedFrom: Lsn;
+  #nextRecordLsn: Lsn;
+  #meta: LayerMeta;
+  #ingesting = false;
+  #ingestClosed = false;
+  readonly #lastRecord: SeqWait<Lsn>;
+  readonly #disk: SeqWait<Lsn>;
+  readonly #frozenCount = new SeqWait<number>(0, { name: "frozen layers" });
+  readonly #flushedCount = new SeqWait<number>(0, { name: "flushed layers" });
+  #flushTask: Task<void> | undefined;
+  #walReceiver: { token: CancellationToken; gate: Gate } | undefined;
+  #shutdown: Promise<ShutdownResult> | undefined;
+  #shutdownMode: ShutdownMode | undefined;
+  /** Tells `waitLsn` timeouts what the WAL receiver is doing. Set by the WAL receiver. */
+  walReceiverStatus: () => string = () => "not running";
+
+  private constructor(
+    options: TimelineOptions,
+    index: TimelineIndex,
+    layers: DiskLayer[],
+    readOnly: boolean,
+  ) {
+    this.id = index.id;
+    this.dir = timelineDir(options.dataDir, index.id);
+    this.cancel = options.parent?.token.child() ?? new CancellationToken();
+    this.gate =
+      options.parent?.gate.child(`timeline ${index.id}`) ?? new Gate(`timeline ${index.id}`);
+    this.#registry = options.registry;
+    this.#layerSize = positive(options.layerSize ?? DEFAULT_LAYER_SIZE, "layerSize");
+    this.#maxFrozenLayers = positive(options.maxFrozenLayers ?? 2, "maxFrozenLayers");
+    this.#maxFrozenBytes = positive(
+      options.maxFrozenBytes ?? 2 * this.#layerSize,
+      "maxFrozenBytes",
+    );
+    this.#readOnly = readOnly;
+    this.#writeLayer = options.writeLayer ?? writeLayerFile;
+    this.#index = index;
+    this.#diskLayers = layers;
+    this.#meta = {
+      systemId: index.systemId,
+      pgTimeline: index.pgTimeline,
+      pgVersion: index.pgVersion,
+    };
+    const resume = index.diskConsistentLsn;
+    this.#open = new InMemoryLayer(resume);
+    this.#streamEnd = resume;
+    this.#nextRecordLsn = index.nextRecordLsn;
+    this.#feedFrom = index.nextRecordLsn;
+    this.#decoder = this.#newDecoder();
+    this.#lastRecord = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} lastRecordLsn` });
+    this.#disk = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} diskConsistentLsn` });
+  }
+
+  /**
+   * Whether a timeline with this id exists in `dataDir`.
+   *
+   * @example
+   * ```ts
+   * import { Timeline } from "tideline/timeline";
+   * Timeline.exists("/data", "main"); // false on a fresh data dir
+   * ```
+   */
+  static exists(dataDir: string, id: string): boolean {
+    return existsSync(join(timelineDir(dataDir, checkTimelineId(id)), "index.json"));
+  }
+
+  /**
+   * Creates a new, empty timeline whose WAL starts at `startLsn`. Throws if it exists.
+   *
+   * @example
+   * ```ts
+   * import { Timeline } from "tideline/timeline";
+   * const tl = await Timeline.create({ dataDir: "/tmp/t", id: "main", startLsn: 0x1000000n });
+   * await tl.shutdown("hard");
+   * ```
+   */
+  static async create(options: CreateTimelineOptions): Promise<Timeline> {
+    const id = checkTimelineId(options.id);
+    const dir = timelineDir(options.dataDir, id);
+    if (existsSync(join(dir, "index.json")))
+      throw new TypeError(`Timeline "${id}" already exists in ${options.dataDir}`);
+    await mkdir(join(dir, "layers"), { recursive: true });
+    const index: TimelineIndex = {
+      id,
+      systemId: options.systemId ?? 0n,
+      pgVersion: 0,
+      pgTimeline: options.pgTimeline ?? 1,
+      segmentSize: options.segmentSize ?? DEFAULT_SEGMENT_SIZE,
+      startLsn: options.startLsn,
+      diskConsistentLsn: options.startLsn,
+      nextRecordLsn: options.startLsn,
+      remoteConsistentLsn: options.startLsn,
+      layers: [],
+    };
+    await writeTimelineIndex(join(dir, "index.json"), index);
+    return Timeline.#start(options, index, [], false);
+  }
+
+  /**
+   * Opens an existing timeline after a clean stop or a crash: reads its index, checks
+   * every listed layer file, and discards files the index does not list (torn or
+   * half-written ones). It resumes exactly at `diskConsistentLsn`. With `readOnly`, it
+   * changes nothing on disk and runs no task (for `export` beside a running ingest).
+   *
+   * @example
+   * ```ts
+   * import { Timeline } from "tideline/timeline";
+   * const tl = await Timeline.open({ dataDir: "/tmp/t", id: "main" });
+   * console.log(tl.diskConsistentLsn);
+   * ```
+   */
+  static async open(options: TimelineOptions & { readOnly?: boolean }): Promise<Timeline> {
+    const id = checkTimelineId(options.id);
+    const dir = timelineDir(options.dataDir, id);
+    if (!existsSync(join(dir, "index.json")))
+      throw new TypeError(`No timeline "${id}" in ${options.dataDir}`);
+    const index = await readTimelineIndex(join(dir, "index.json"));
+    const listed = new Set(index.layers.map((l) => l.file));
+    const readOnly = options.readOnly ?? false;
+    if (!readOnly) {
+      await rm(join(dir, "index.json.tmp"), { force: true });
+      for (const name of await readdir(join(dir, "layers"))) {
+        if (!listed.has(name)) await rm(join(dir, "layers", name), { force: true });
+      }
+    }
+    const layers: DiskLayer[] = [];
+    for (const l of index.layers) {
+      const layer = await DiskLayer.open(join(dir, "layers", l.file));
+      if (layer.start !== l.start || layer.end !== l.end) {
+        throw new LayerCorruptError(layer.path, "its range differs from the index");
+      }
+      layers.push(layer);
+    }
+    return Timeline.#start(options, index, layers, readOnly);
+  }
+
+  static #start(
+    options: TimelineOptions,
+    index: TimelineIndex,
+    layers: DiskLayer[],
+    readOnly: boolean,
+  ): Timeline {
+    const tl = new Timeline(options, index, layers, readOnly);
+    if (!readOnly) {
+      tl.#flushTask = spawn(
+        {
+          token: tl.cancel,
+          gate: tl.gate,
+          registry: tl.#registry,
+          name: `layer flush ${tl.id}`,
+          kind: TaskKind.LayerFlush,
+        },
+        (ctx) => tl.#flushLoop(ctx),
+      );
+    }
+    return tl;
+  }
+
+  /** Where the timeline is in its life. */
+  get state(): TimelineState {
+    return this.#state;
+  }
+
+  /** The end of the last complete record ingested. */
+  get lastRecordLsn(): Lsn {
+    return this.#lastRecord.load();
+  }
+
+  /** Everything below it is fsynced in layer files and survives a crash. */
+  get diskConsistentLsn(): Lsn {
+    return this.#disk.load();
+  }
+
+  /** Everything below it is in remote storage. */
+  get remoteConsistentLsn(): Lsn {
+    return this.#index.remoteConsistentLsn;
+  }
+
+  /** Where the timeline's WAL begins. */
+  get startLsn(): Lsn {
+    return this.#index.startLsn;
+  }
+
+  /** The end of the WAL bytes received (may be inside a record still streaming). */
+  get streamEnd(): Lsn {
+    return this.#streamEnd;
+  }
+
+  /** WAL segment size of the cluster. */
+  get segmentSize(): number {
+    return this.#index.segmentSize;
+  }
+
+  /** The cluster's system identifier (0n until the first long page header is seen). */
+  get systemId(): bigint {
+    return this.#meta.systemId;
+  }
+
+  /** The PostgreSQL timeline of the newest WAL. */
+  get pgTimeline(): number {
+    return this.#meta.pgTimeline;
+  }
+
+  /** The PostgreSQL major version of its WAL (0 until known). */
+  get pgVersion(): number {
+    return this.#meta.pgVersion;
+  }
+
+  /** Bytes held by frozen layers waiting to be flushed. */
+  get frozenBytes(): number {
+    return this.#frozenBytes;
+  }
+
+  /** Frozen layers waiting to be flushed. */
+  get frozenLayers(): number {
+    return this.#frozen.length;
+  }
+
+  /** Bytes in the open in-memory layer. */
+  get openLayerBytes(): number {
+    return this.#open.size;
+  }
+
+  /** Layer files, oldest first. */
+  get layerFiles(): readonly { start: Lsn; end: Lsn; path: string; size: number }[] {
+    return this.#diskLayers.map((l) => ({
+      start: l.start,
+      end: l.end,
+      path: l.path,
+      size: l.fileSize,
+    }));
+  }
+
+  /** How many `waitLsn` calls are waiting. */
+  get waitLsnWaiters(): number {
+    return this.#lastRecord.waiters;
+  }
+
+  /**
+   * The token and gate the WAL receiver runs under: children of the timeline's, made
+   * anew after the previous WAL receiver was stopped. Throws
+   * {@linkcode TimelineShutdownError} once the timeline is shutting down.
+   *
+   * @example
+   * ```ts
+   * // const { token, gate } = timeline.walReceiverScope();
+   * // spawn({ token, gate, name: "walreceiver manager", kind: TaskKind.WalReceiverManager }, ...);
+   * ```
+   */
+  walReceiverScope(): { token: CancellationToken; gate: Gate } {
+    if (this.#state !== "active" || this.#ingestClosed || this.#readOnly)
+      throw new TimelineShutdownError(this.id);
+    if (this.#walReceiver === undefined || this.#walReceiver.gate.isClosing) {
+      this.#walReceiver = { token: this.cancel.child(), gate: this.gate.child("walreceiver") };
+    }
+    return this.#walReceiver;
+  }
+
+  /**
+   * Stops the WAL receiver: cancels its token and waits until every task of its
+   * subtree has ended (its child gate closed). The timeline stays open.
+   *
+   * @example
+   * ```ts
+   * // await timeline.stopWalReceiver();
+   * ```
+   */
+  async stopWalReceiver(): Promise<void> {
+    const scope = this.#walReceiver;
+    if (scope === undefined) return;
+    scope.token.cancel("WAL receiver stopped");
+    await scope.gate.close();
+  }
+
+  #newDecoder(): WalDecoder {
+    return new WalDecoder({
+      startLsn: this.#feedFrom,
+      segmentSize: this.#index.segmentSize,
+      ...(this.#meta.systemId !== 0n ? { expectedSystemId: this.#meta.systemId } : {}),
+      ...(this.#meta.pgVersion !== 0 ? { majorVersion: this.#meta.pgVersion } : {}),
+    });
+  }
+
+  #checkUsable(): void {
+    if (this.#state === "broken")
+      throw new TimelineStateError(this.id, "broken", this.#broken?.message ?? "");
+    if (this.#state !== "active" || this.#ingestClosed) throw new TimelineShutdownError(this.id);
+  }
+
+  /**
+   * Takes WAL bytes that continue the stream exactly at `startLsn` (the timeline keeps
+   * `bytes`: do not reuse its memory). Decodes and indexes the complete records, advances
+   * `lastRecordLsn`, and freezes the open layer when it is full; then waits, on
+   * `ctx.token`, while too many frozen layers await flushing. Damaged WAL throws the
+   * decoder's error after dropping the bytes past the last complete record, so the
+   * stream can be restarted at `lastRecordLsn`.
+   *
+   * @example
+   * ```ts
+   * // await timeline.ingest(timeline.streamEnd, walBytes, ctx);
+   * ```
+   */
+  async ingest(startLsn: Lsn, bytes: Buffer, ctx: RequestContext): Promise<void> {
+    this.#checkUsable();
+    if (this.#readOnly) throw new TypeError(`Timeline "${this.id}" is open read-only`);
+    if (this.#ingesting)
+      throw new TypeError(
+        `Timeline "${this.id}": ingest called again before the previous call finished`,
+      );
+    if (startLsn !== this.#streamEnd)
+      throw new WalDiscontinuityError(this.id, this.#streamEnd, startLsn);
+    this.#ingesting = true;
+    try {
+      this.#open.append(bytes);
+      const end = startLsn + BigInt(bytes.length);
+      this.#streamEnd = end;
+      if (end > this.#feedFrom) {
+        this.#decoder.push(
+          startLsn >= this.#feedFrom ? bytes : bytes.subarray(Number(this.#feedFrom - startLsn)),
+        );
+      }
+      let last: Lsn | undefined;
+      try {
+        for (let rec = this.#decoder.next(); rec !== undefined; rec = this.#decoder.next()) {
+          this.#addRecord(rec);
+          last = rec.end;
+        }
+      } catch (error) {
+        if (last !== undefined) this.#lastRecord.advance(last);
+        this.#rewindToLastRecord();
+        throw error;
+      }
+      if (last !== undefined) this.#lastRecord.advance(last);
+      if (this.#open.size >= this.#layerSize) this.#freezeOpen();
+      await this.#awaitRoom(ctx.token);
+    } finally {
+      this.#ingesting = false;
+    }
+  }
+
+  #addRecord(rec: WalRecord): void {
+    this.#open.addRecord(rec);
+    const isSwitch = rec.rmid === 0 && (rec.info & 0xf0) === XLOG_SWITCH_INFO;
+    this.#nextRecordLsn = isSwitch
+      ? segmentStart(rec.end + BigInt(this.#index.segmentSize) - 1n, this.#index.segmentSize)
+      : lsnAlign(rec.end);
+    if (this.#meta.pgVersion === 0) this.#meta.pgVersion = checkVersion(this.#decoder.majorVersion);
+    const sysId = this.#decoder.systemId;
+    if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
+    const tli = this.#decoder.timeline;
+    if (tli !== undefined) this.#meta.pgTimeline = tli;
+  }
+
+  /**
+   * Where the open layer can be cut: the end of the last complete record, or the end of
+   * the bytes received if that is earlier (a switch record "ends" at the end of its
+   * segment, before its zero padding has streamed in).
+   */
+  #cutPoint(): Lsn {
+    const last = this.#lastRecord.load();
+    return last < this.#open.end ? last : this.#open.end;
+  }
+
+  /** After bad WAL: drop everything past the last complete record and restart the decoder there. */
+  #rewindToLastRecord(): void {
+    const at = this.#cutPoint();
+    if (at >= this.#open.start) this.#open.truncate(at);
+    this.#streamEnd = at;
+    this.#feedFrom = this.#nextRecordLsn;
+    this.#decoder = this.#newDecoder();
+  }
+
+  /** Freezes the open layer at the cut point (if it holds a complete record); returns that point. */
+  #freezeOpen(): Lsn {
+    const at = this.#cutPoint();
+    if (at <= this.#open.start) return this.#open.start;
+    const frozen = this.#open;
+    this.#open = frozen.freezeAt(at);
+    this.#frozen.push({
+      layer: frozen,
+      meta: { ...this.#meta },
+      nextRecordLsn: this.#nextRecordLsn,
+    });
+    this.#frozenBytes += frozen.size;
+    this.#frozenCount.advance(this.#frozenCount.load() + 1);
+    return at;
+  }
+
+  async #awaitRoom(token: CancellationToken): Promise<void> {
+    while (
+      this.#frozen.length > this.#maxFrozenLayers ||
+      (this.#frozen.length > 1 && this.#frozenBytes > this.#maxFrozenBytes)
+    ) {
+      if (this.#state === "broken") this.#checkUsable();
+      await this.#flushedCount.wait(this.#flushedCount.load() + 1, { token });
+    }
+  }
+
+  async #flushLoop(ctx: RequestContext): Promise<void> {
+    let flushed = 0;
+    while (true) {
+      try {
+        await this.#frozenCount.wait(flushed + 1, { token: ctx.token });
+      } catch (error) {
+        if (error instanceof ShutdownError) return;
+        throw error;
+      }
+      const item = this.#frozen[0]!;
+      try {
+        await this.#flushOne(item, ctx.token);
+      } catch (error) {
+        if (error instanceof CancelledError) throw error;
+        this.#state = "broken";
+        this.#broken = error as Error;
+        this.#lastRecord.shutdown(
+          new TimelineStateError(this.id, "broken", (error as Error).message),
+        );
+        this.#disk.shutdown(new TimelineStateError(this.id, "broken", (error as Error).message));
+        this.#flushedCount.shutdown(
+          new TimelineStateError(this.id, "broken", (error as Error).message),
+        );
+        throw error;
+      }
+      this.#frozen.shift();
+      this.#frozenBytes -= item.layer.size;
+      flushed++;
+      this.#flushedCount.advance(flushed);
+    }
+  }
+
+  async #flushOne(item: Frozen, token: CancellationToken): Promise<void> {
+    const { layer, meta } = item;
+    const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token);
+    const disk = await DiskLayer.open(join(this.dir, "layers", name));
+    const index: TimelineIndex = {
+      ...this.#index,
+      systemId: meta.systemId,
+      pgVersion: meta.pgVersion,
+      pgTimeline: meta.pgTimeline,
+      diskConsistentLsn: layer.end,
+      nextRecordLsn: item.nextRecordLsn,
+      layers: [
+        ...this.#index.layers,
+        { file: name, start: layer.start, end: layer.end, size, records: layer.records.length },
+      ],
+    };
+    token.throwIfCancelled();
+    await writeTimelineIndex(join(this.dir, "index.json"), index);
+    this.#index = index;
+    this.#diskLayers.push(disk);
+    this.#disk.advance(layer.end);
+  }
+
+  /**
+   * Freezes the open layer now and waits until everything ingested so far is durable
+   * (`diskConsistentLsn >= lastRecordLsn`), on `ctx.token`.
+   *
+   * @example
+   * ```ts
+   * // await timeline.flush(ctx);
+   * ```
+   */
+  async flush(ctx: RequestContext): Promise<void> {
+    this.#checkUsable();
+    const target = this.#freezeOpen();
+    await this.#disk.wait(target, { token: ctx.token });
+  }
+
+  /**
+   * Resolves once `lastRecordLsn >= lsn`. Throws `WaitLsnTimeoutError` (with the WAL
+   * receiver's status) after `timeoutMs` (default 300 s), `TimelineShutdownError` when the
+   * timeline shuts down, `TimelineStateError` when it is broken, `CancelledError` when
+   * `ctx.token` is cancelled. Called from a task of this timeline's own WAL receiver, it
+   * throws at once if it *would* wait: that task is what advances the LSN (a deadlock).
+   *
+   * @example
+   * ```ts
+   * // await timeline.waitLsn(0x16b3d88n, ctx, { timeoutMs: 10_000 });
+   * ```
+   */
+  async waitLsn(
+    lsn: Lsn,
+    ctx: RequestContext,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    if (this.#state === "broken")
+      throw new TimelineStateError(this.id, "broken", this.#broken?.message ?? "");
+    if (this.#state !== "active") throw new TimelineShutdownError(this.id);
+    if (!this.#lastRecord.wouldWait(lsn)) return;
+    const receiver = this.#walReceiver;
+    if (
+      receiver !== undefined &&
+      WAL_RECEIVER_KINDS.has(ctx.taskKind) &&
+      ctx.token.isDescendantOf(receiver.token)
+    ) {
+      throw new Error(
+        `Self-deadlock: ${ctx.taskKind} of timeline "${this.id}" would wait for ${formatLsn(lsn)}, which only it can bring`,
+      );
+    }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_LSN_TIMEOUT_MS;
+    try {
+      await this.#lastRecord.wait(lsn, { token: ctx.token, timeoutMs });
+    } catch (error) {
+      if (error instanceof TimeoutError) {
+        throw new WaitLsnTimeoutError(
+          timeoutMs,
+          lsn,
+          this.#lastRecord.load(),
+          this.walReceiverStatus(),
+        );
+      }
+      if (error instanceof ShutdownError) throw new TimelineShutdownError(this.id);
+      throw error;
+    }
+  }
+
+  /** The layers holding `[from, to)`, oldest first (a snapshot). */
+  #layersFor(from: Lsn, to: Lsn): AnyLayer[] {
+    const out: AnyLayer[] = [];
+    for (const layer of this.#diskLayers)
+      if (layer.end > from && layer.start < to) out.push({ kind: "disk", layer });
+    for (const f of this.#frozen) {
+      if (f.layer.end > from && f.layer.start < to && f.layer.end > this.#disk.load())
+        out.push({ kind: "memory", layer: f.layer });
+    }
+    if (this.#open.end > from && this.#open.start < to)
+      out.push({ kind: "memory", layer: this.#open });
+    return out;
+  }
+
+  #checkRange(from: Lsn, to: Lsn): void {
+    if (from > to)
+      throw new RangeError(`WAL range ${formatLsn(from)}..${formatLsn(to)} ends before it starts`);
+    if (from < this.#index.startLsn || to > this.#streamEnd) {
+      throw new RangeError(
+        `WAL range ${formatLsn(from)}..${formatLsn(to)} is outside what timeline "${this.id}" holds (${formatLsn(this.#index.startLsn)}..${formatLsn(this.#streamEnd)})`,
+      );
+    }
+  }
+
+  /**
+   * Yields the raw WAL bytes of `[from, to)` in pieces, byte-exact with the source's
+   * pg_wal (page headers included). The range must lie within what was received.
+   *
+   * @example
+   * ```ts
+   * // for await (const piece of timeline.walRange(from, to, ctx)) out.write(piece);
+   * ```
+   */
+  async *walRange(from: Lsn, to: Lsn, ctx: RequestContext): AsyncGenerator<Buffer> {
+    this.#checkRange(from, to);
+    using _guard = this.gate.enter("read WAL");
+    for (const entry of this.#layersFor(from, to)) {
+      const l = entry.layer;
+      let a = from > l.start ? from : l.start;
+      const b = to < l.end ? to : l.end;
+      while (a < b) {
+        ctx.throwIfCancelled();
+        const stop = b - a > 8n << 20n ? a + (8n << 20n) : b;
+        yield entry.kind === "disk" ? await entry.layer.read(a, stop) : entry.layer.read(a, stop);
+        a = stop;
+      }
+    }
+  }
+
+  /**
+   * The raw WAL bytes of `[from, to)` in one buffer.
+   *
+   * @example
+   * ```ts
+   * // const bytes = await timeline.readWal(0x1000000n, 0x1002000n, ctx);
+   * ```
+   */
+  async readWal(from: Lsn, to: Lsn, ctx: RequestContext): Promise<Buffer> {
+    const pieces: Buffer[] = [];
+    for await (const piece of this.walRange(from, to, ctx)) pieces.push(piece);
+    return Buffer.concat(pieces);
+  }
+
+  async #decodeRows(
+    entry: AnyLayer,
+    rows: number[],
+    records: RecordTable,
+  ): Promise<DumpRecordJson[]> {
+    const out: DumpRecordJson[] = [];
+    const version = checkVersion(this.#meta.pgVersion);
+    for (const row of rows) {
+      const lsn = records.lsn[row]!;
+      const end = records.end[row]!;
+      const bytes =
+        entry.kind === "disk" ? await entry.layer.read(lsn, end) : entry.layer.read(lsn, end);
+      const dec = new WalDecoder({
+        startLsn: lsn,
+        segmentSize: this.#index.segmentSize,
+        majorVersion: version,
+      });
+      dec.push(bytes);
+      dec.end();
+      const rec = dec.next();
+      if (rec === undefined)
+        throw new LayerCorruptError(this.dir, `no record at ${formatLsn(lsn)}`);
+      out.push(recordToJson(rec, version));
+    }
+    return out;
+  }
+
+  /**
+   * Yields the decoded records that start in `[from, to)`, as `waldump --json` prints
+   * them; with `block`, only records touching that relation block.
+   *
+   * @example
+   * ```ts
+   * // for await (const r of timeline.records(from, to, ctx)) console.log(r.type);
+   * ```
+   */
+  async *records(
+    from: Lsn,
+    to: Lsn,
+    ctx: RequestContext,
+    block?: BlockKey,
+  ): AsyncGenerator<DumpRecordJson> {
+    if (from > to)
+      throw new RangeError(
+        `Record range ${formatLsn(from)}..${formatLsn(to)} ends before it starts`,
+      );
+    using _guard = this.gate.enter("read records");
+    for (const entry of this.#layersFor(from, to)) {
+      ctx.throwIfCancelled();
+      const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };
+      let rows: number[];
+      if (block === undefined) {
+        rows = [];
+        for (let i = records.lowerBound(from); i < records.length && records.lsn[i]! < to; i++)
+          rows.push(i);
+      } else {
+        rows = blocks
+          .find(block)
+          .map((b) => blocks.record[b]!)
+          .filter((r) => records.lsn[r]! >= from && records.lsn[r]! < to);
+        rows = [...new Set(rows)].sort((a, b) => a - b);
+      }
+      for (let i = 0; i < rows.length; i += 256) {
+        yield* await this.#decodeRows(entry, rows.slice(i, i + 256), records);
+      }
+    }
+  }
+
+  /**
+   * The history of one relation block up to `upTo`: the newest record at or before it
+   * that carries a full-page image of the block (or initializes the page), then every
+   * later record touching the block. Served from the block indexes; no layer is scanned.
+   *
+   * @example
+   * ```ts
+   * // const h = await timeline.blockHistory({ spc: 1663, db: 5, rel: 16384, fork: 0, blk: 0 }, lsn, ctx);
+   * ```
+   */
+  async blockHistory(key: BlockKey, upTo: Lsn, ctx: RequestContext): Promise<BlockHistory> {
+    using _guard = this.gate.enter("block history");
+    const hits: { entry: AnyLayer; row: number; base: boolean; lsn: Lsn }[] = [];
+    for (const entry of this.#layersFor(this.#index.startLsn, upTo + 1n)) {
+      const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };
+      for (const b of blocks.find(key)) {
+        const row = blocks.record[b]!;
+        const lsn = records.lsn[row]!;
+        if (lsn > upTo) continue;
+        const f = blocks.flags[b]!;
+        const base =
+          ((f & BLOCK_HAS_IMAGE) !== 0 && (f & BLOCK_APPLY_IMAGE) !== 0) ||
+          (f & BLOCK_WILL_INIT) !== 0;
+        const prev = hits[hits.length - 1];
+        if (prev !== undefined && prev.lsn === lsn) prev.base ||= base;
+        else hits.push({ entry, row, base, lsn });
+      }
+    }
+    let first = 0;
+    for (let i = hits.length - 1; i >= 0; i--) {
+      if (hits[i]!.base) {
+        first = i;
+        break;
+      }
+    }
+    const records: DumpRecordJson[] = [];
+    for (const hit of hits.slice(first)) {
+      ctx.throwIfCancelled();
+      const table = (hit.entry.layer as { records: RecordTable }).records;
+      records.push(...(await this.#decodeRows(hit.entry, [hit.row], table)));
+    }
+    return { hasBaseImage: hits[first]?.base ?? false, records };
+  }
+
+  /**
+   * Shuts the timeline down.
+   * - `hard`: cancel its token and close its gate. Unflushed in-memory WAL is dropped
+   *   (it will be streamed again); nothing durable is lost or corrupted.
+   * - `freeze-and-flush`: stop the WAL receiver and wait for it, freeze the open layer,
+   *   flush every frozen layer, then cancel and close. Afterwards
+   *   `diskConsistentLsn == lastRecordLsn`, and no WAL was ingested once the flush began.
+   * A second call waits for the first; `hard` during a freeze-and-flush cuts it short.
+   *
+   * @example
+   * ```ts
+   * // const { diskConsistentLsn } = await timeline.shutdown("freeze-and-flush");
+   * ```
+   */
+  shutdown(mode: ShutdownMode): Promise<ShutdownResult> {
+    if (mode !== "hard" && mode !== "freeze-and-flush") {
+      throw new TypeError(
+        `Unknown shutdown mode ${JSON.stringify(mode)}: expected "hard" or "freeze-and-flush"`,
+      );
+    }
+    if (this.#shutdown !== undefined) {
+      if (mode === "hard" && this.#shutdownMode === "freeze-and-flush") {
+        this.#shutdownMode = "hard";
+        this.cancel.cancel("hard shutdown");
+      }
+      return this.#shutdown;
+    }
+    this.#shutdownMode = mode;
+    this.#shutdown = this.#runShutdown(mode);
+    return this.#shutdown;
+  }
+
+  async #runShutdown(mode: ShutdownMode): Promise<ShutdownResult> {
+    if (this.#state === "active") this.#state = "stopping";
+    if (mode === "freeze-and-flush" && this.#broken === undefined && !this.#readOnly) {
+      try {
+        await this.stopWalReceiver();
+        this.#ingestClosed = true;
+        const target = this.#freezeOpen();
+        await this.#disk.wait(target, { token: this.cancel });
+      } catch (error) {
+        // A hard shutdown cut the flush short: fall through to the hard path.
+        if (!(error instanceof CancelledError) || this.#shutdownMode !== "hard") throw error;
+      }
+    }
+    this.#ingestClosed = true;
+    this.cancel.cancel(`${this.#shutdownMode} shutdown`);
+    this.#lastRecord.shutdown(new TimelineShutdownError(this.id));
+    this.#frozenCount.shutdown();
+    this.#flushedCount.shutdown(new TimelineShutdownError(this.id));
+    await this.gate.close();
+    if (this.#state !== "broken") this.#state = "stopped";
+    return {
+      mode: this.#shutdownMode ?? mode,
+      lastRecordLsn: this.#lastRecord.load(),
+      diskConsistentLsn: this.#disk.load(),
+      remoteConsistentLsn: this.#index.remoteConsistentLsn,
+    };
+  }
+}
+
+function positive(n: number, what: string): number {
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new RangeError(`${what} must be a positive integer, got ${n}`);
+  return n;
+}

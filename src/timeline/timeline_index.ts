@@ -1,0 +1,138 @@
+/**
+ * A timeline's index file, `index.json`: which layer files hold its WAL and how far it
+ * is durable. Replaced atomically after every flush; the only source of truth on
+ * restart (a layer file it does not list is discarded).
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import { formatLsn, type Lsn, parseLsn } from "../wal/index.js";
+import { LayerCorruptError } from "./errors.js";
+import { writeFileAtomic } from "./fs_util.js";
+
+/** One layer file as the index lists it. */
+export interface IndexedLayer {
+  file: string;
+  start: Lsn;
+  end: Lsn;
+  size: number;
+  records: number;
+}
+
+/** What a timeline's index says. */
+export interface TimelineIndex {
+  id: string;
+  /** The PostgreSQL system identifier, once known (0n before). */
+  systemId: bigint;
+  /** PostgreSQL major version of the WAL, once known (0 before). */
+  pgVersion: number;
+  /** PostgreSQL timeline of the newest WAL. */
+  pgTimeline: number;
+  segmentSize: number;
+  /** Where the timeline's WAL begins. */
+  startLsn: Lsn;
+  /** Everything below it is in fsynced layer files: the end of the last layer. */
+  diskConsistentLsn: Lsn;
+  /** Where the next record starts (after alignment padding, or the next segment after a switch). */
+  nextRecordLsn: Lsn;
+  /** Everything below it is in remote storage. */
+  remoteConsistentLsn: Lsn;
+  layers: IndexedLayer[];
+}
+
+const FORMAT = 1;
+
+/**
+ * Writes the index atomically.
+ *
+ * @example
+ * ```ts
+ * import { writeTimelineIndex } from "tideline/timeline";
+ * // await writeTimelineIndex("/data/timelines/main/index.json", index);
+ * ```
+ */
+export async function writeTimelineIndex(path: string, index: TimelineIndex): Promise<void> {
+  const json = {
+    format: FORMAT,
+    id: index.id,
+    systemId: index.systemId.toString(),
+    pgVersion: index.pgVersion,
+    pgTimeline: index.pgTimeline,
+    segmentSize: index.segmentSize,
+    startLsn: formatLsn(index.startLsn),
+    diskConsistentLsn: formatLsn(index.diskConsistentLsn),
+    nextRecordLsn: formatLsn(index.nextRecordLsn),
+    remoteConsistentLsn: formatLsn(index.remoteConsistentLsn),
+    layers: index.layers.map((l) => ({
+      file: l.file,
+      start: formatLsn(l.start),
+      end: formatLsn(l.end),
+      size: l.size,
+      records: l.records,
+    })),
+  };
+  await writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`);
+}
+
+/**
+ * Reads and checks an index; throws {@linkcode LayerCorruptError} if it is malformed.
+ *
+ * @example
+ * ```ts
+ * import { readTimelineIndex } from "tideline/timeline";
+ * // const index = await readTimelineIndex("/data/timelines/main/index.json");
+ * ```
+ */
+export async function readTimelineIndex(path: string): Promise<TimelineIndex> {
+  const text = await readFile(path, "utf8");
+  try {
+    const j = JSON.parse(text) as Record<string, unknown>;
+    if (j.format !== FORMAT) throw new Error(`format ${String(j.format)}, expected ${FORMAT}`);
+    const str = (v: unknown, what: string) => {
+      if (typeof v !== "string") throw new Error(`${what} is not a string`);
+      return v;
+    };
+    const num = (v: unknown, what: string) => {
+      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+        throw new Error(`${what} is not a count`);
+      return v;
+    };
+    const layers = (Array.isArray(j.layers) ? j.layers : []).map(
+      (l: Record<string, unknown>, i: number) => ({
+        file: str(l.file, `layers[${i}].file`),
+        start: parseLsn(str(l.start, `layers[${i}].start`)),
+        end: parseLsn(str(l.end, `layers[${i}].end`)),
+        size: num(l.size, `layers[${i}].size`),
+        records: num(l.records, `layers[${i}].records`),
+      }),
+    );
+    const index: TimelineIndex = {
+      id: str(j.id, "id"),
+      systemId: BigInt(str(j.systemId, "systemId")),
+      pgVersion: num(j.pgVersion, "pgVersion"),
+      pgTimeline: num(j.pgTimeline, "pgTimeline"),
+      segmentSize: num(j.segmentSize, "segmentSize"),
+      startLsn: parseLsn(str(j.startLsn, "startLsn")),
+      diskConsistentLsn: parseLsn(str(j.diskConsistentLsn, "diskConsistentLsn")),
+      nextRecordLsn: parseLsn(str(j.nextRecordLsn, "nextRecordLsn")),
+      remoteConsistentLsn: parseLsn(str(j.remoteConsistentLsn, "remoteConsistentLsn")),
+      layers,
+    };
+    let at = index.startLsn;
+    for (const l of layers) {
+      if (l.start !== at)
+        throw new Error(
+          `layer ${l.file} starts at ${formatLsn(l.start)}, expected ${formatLsn(at)}`,
+        );
+      at = l.end;
+    }
+    if (at !== index.diskConsistentLsn) {
+      throw new Error(
+        `layers end at ${formatLsn(at)} but diskConsistentLsn is ${formatLsn(index.diskConsistentLsn)}`,
+      );
+    }
+    return index;
+  } catch (error) {
+    throw new LayerCorruptError(path, (error as Error).message);
+  }
+}
