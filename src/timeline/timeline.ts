@@ -30,7 +30,6 @@ import {
   lsnAlign,
   recordToJson,
   segmentStart,
-  WalDecodeError,
   WalDecoder,
   type WalRecord,
 } from "../wal/index.js";
@@ -42,7 +41,7 @@ import {
   WalDiscontinuityError,
 } from "./errors.js";
 import { InMemoryLayer } from "./in_memory_layer.js";
-import { DiskLayer, type LayerMeta, parseLayerFileName, writeLayerFile } from "./layer_file.js";
+import { DiskLayer, type LayerMeta, writeLayerFile } from "./layer_file.js";
 import {
   BLOCK_APPLY_IMAGE,
   BLOCK_HAS_IMAGE,
@@ -539,7 +538,9 @@ export class Timeline {
    */
   #cutPoint(): Lsn {
     const last = this.#lastRecord.load();
-    return last < this.#open.end ? last : this.#open.end;
+    const end = this.#open.end;
+    // biome-ignore lint/complexity/useMathMinMax: Math.min does not take bigints
+    return last < end ? last : end;
   }
 
   /** After bad WAL: drop everything past the last complete record and restart the decoder there. */
@@ -921,6 +922,8 @@ export class Timeline {
     this.#frozenCount.shutdown();
     this.#flushedCount.shutdown(new TimelineShutdownError(this.id));
     await this.gate.close();
+    // Joined so its end is accounted for; a failed flush already marked the timeline broken.
+    await this.#flushTask?.join();
     if (this.#state !== "broken") this.#state = "stopped";
     return {
       mode: this.#shutdownMode ?? mode,
