@@ -56,7 +56,8 @@ function installExitHook(): void {
 export class Cluster {
   readonly dir: string;
   readonly dataDir: string;
-  readonly port: number;
+  /** The server's port (a new one is picked if the first was taken meanwhile). */
+  port: number;
   readonly binDir: string;
   readonly segmentSize: number;
   private running = false;
@@ -212,36 +213,52 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       "--no-sync",
       `--wal-segsize=${segMiB}`,
     ]);
-    const settings: Record<string, string | number | boolean> = {
-      listen_addresses: "127.0.0.1",
-      port,
-      unix_socket_directories: dir,
-      fsync: false,
-      max_wal_senders: 4,
-      max_connections: 20,
-      shared_buffers: "32MB",
-      ...options.settings,
+    const writeConf = () => {
+      const settings: Record<string, string | number | boolean> = {
+        listen_addresses: "127.0.0.1",
+        port: cluster.port,
+        unix_socket_directories: dir,
+        fsync: false,
+        max_wal_senders: 4,
+        max_connections: 20,
+        shared_buffers: "32MB",
+        ...options.settings,
+      };
+      const conf = Object.entries(settings)
+        .map(
+          ([k, v]) =>
+            `${k} = ${typeof v === "string" ? `'${v.replaceAll("'", "''")}'` : String(v)}`,
+        )
+        .join("\n");
+      const file = join(cluster.dataDir, "postgresql.auto.conf");
+      writeFileSync(file, `${conf}\n`);
+      if (asRoot) chownSync(file, ...postgresIds());
     };
-    const conf = Object.entries(settings)
-      .map(
-        ([k, v]) => `${k} = ${typeof v === "string" ? `'${v.replaceAll("'", "''")}'` : String(v)}`,
-      )
-      .join("\n");
-    writeFileSync(join(cluster.dataDir, "postgresql.auto.conf"), `${conf}\n`);
-    if (asRoot) chownSync(join(cluster.dataDir, "postgresql.auto.conf"), ...postgresIds());
-    await cluster.run("pg_ctl", [
-      "-D",
-      cluster.dataDir,
-      "-l",
-      join(dir, "server.log"),
-      "-w",
-      "-t",
-      "60",
-      "start",
-    ]);
+    // The port was free when picked; another process may take it before the server binds.
+    for (let attempt = 1; ; attempt++) {
+      writeConf();
+      try {
+        await cluster.run("pg_ctl", [
+          "-D",
+          cluster.dataDir,
+          "-l",
+          join(dir, "server.log"),
+          "-w",
+          "-t",
+          "60",
+          "start",
+        ]);
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        cluster.port = await freePort();
+      }
+    }
     cluster.markRunning();
     return cluster;
   } catch (e) {
+    // Whatever state the server is in, try to stop it before removing its files.
+    cluster.markRunning();
     await cluster.stop().catch(() => undefined);
     throw e;
   }
