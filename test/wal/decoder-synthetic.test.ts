@@ -445,6 +445,50 @@ describe("WalDecoder on synthetic WAL", () => {
     });
   });
 
+  it("reports timeline regressions, stray continuation flags, bad offsets and rmgr ids", () => {
+    const start = 0x100_0000n;
+    const opts = { startLsn: start, segmentSize: MiB };
+    const w = new WalBuilder({ startLsn: start, segmentSize: MiB, timeline: 3 });
+    fillMixed(w, 40);
+    const good = w.bytes();
+
+    const tli = Buffer.from(good);
+    tli.writeUInt32LE(2, 6 * 8192 + 4);
+    expectError(opts, tli, (e) => {
+      assert.equal(e.code, "timeline");
+      assert.equal(e.lsn, start + 6n * 8192n);
+      assert.match(e.message, /out-of-sequence timeline ID 2 \(after 3\)/);
+    });
+
+    // A page that follows a record ending exactly at the page end must not claim a continuation.
+    const w2 = new WalBuilder({ startLsn: start, segmentSize: MiB });
+    w2.record({ rmid: 21, info: 0, mainData: payload(8192 - 40 - 24 - 5, 1) });
+    assert.equal(w2.pos, start + 8192n);
+    fillMixed(w2, 3);
+    const cont = w2.bytes();
+    cont.writeUInt16LE(cont.readUInt16LE(8192 + 2) | 1, 8192 + 2);
+    cont.writeUInt32LE(100, 8192 + 16);
+    expectError(opts, cont, (e) => {
+      assert.equal(e.code, "unexpected-contrecord");
+      assert.equal(e.lsn, start + 8192n + 24n);
+    });
+
+    expectError({ startLsn: start + 16n, segmentSize: MiB }, good.subarray(16), (e) => {
+      assert.equal(e.code, "bad-record-offset");
+      assert.match(e.message, /expected at least 40, got 16/);
+    });
+
+    const rmgr = Buffer.from(good);
+    const o = Number(w.lsns[5]! - start);
+    rmgr[o + 17] = 77;
+    fixCrc(rmgr, o);
+    expectError(opts, rmgr, (e) => {
+      assert.equal(e.code, "bad-rmgr");
+      assert.equal(e.lsn, w.lsns[5]);
+      assert.match(e.message, /invalid resource manager ID 77/);
+    });
+  });
+
   it("rejects a record claiming 1 GB without allocating it", () => {
     const start = 0x100_0000n;
     const w = new WalBuilder({ startLsn: start, segmentSize: MiB });
