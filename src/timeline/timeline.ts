@@ -481,6 +481,7 @@ export class Timeline {
    * ```
    */
   async ingest(startLsn: Lsn, bytes: Buffer, ctx: RequestContext): Promise<void> {
+    ctx.throwIfCancelled();
     this.#checkUsable();
     if (this.#readOnly) throw new TypeError(`Timeline "${this.id}" is open read-only`);
     if (this.#ingesting)
