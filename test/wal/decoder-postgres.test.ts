@@ -3,7 +3,7 @@
  * varied workloads, random chunking, and corruption of real segments.
  */
 import assert from "node:assert/strict";
-import { chownSync, mkdirSync, readFileSync } from "node:fs";
+import { chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
@@ -433,6 +433,47 @@ describe("WAL decoder against PostgreSQL 15", {
     assert.ok(h.error instanceof WalRecordLengthError);
     assert.equal(h.error.lsn, target.lsn);
     assert.equal(h.error.totalLength, 0x4000_0000);
+  });
+
+  it("follows PostgreSQL over a record abandoned by crash recovery (OVERWRITE_CONTRECORD)", async (t) => {
+    // As PostgreSQL's own test does: a large record crosses into the next segment, the server
+    // crashes, that segment is lost; recovery ends at the partial record and writes an
+    // XLOG_OVERWRITE_CONTRECORD on a page flagged FIRST_IS_OVERWRITE_CONTRECORD.
+    const c = await startCluster({ walSegmentSizeMiB: 1, settings: { wal_keep_size: "1GB" } });
+    clusters.push(c);
+    await c.sql(`
+      CREATE TABLE filler (a int, b text);
+      DO $$
+      DECLARE remain int;
+      BEGIN
+        LOOP
+          INSERT INTO filler SELECT g, repeat(md5(g::text), (g % 60) + 1) FROM generate_series(1, 10) g;
+          remain := 1048576 - (pg_current_wal_insert_lsn() - '0/0') % 1048576;
+          EXIT WHEN remain < 2 * 8192;
+        END LOOP;
+      END $$;
+    `);
+    const init = await c.sql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())");
+    await c.sql("SELECT pg_logical_emit_message(true, 'tideline', repeat('xyzxz', 100000))");
+    const endFile = await c.sql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())");
+    assert.notEqual(init, endFile);
+    await c.run("pg_ctl", ["-D", c.dataDir, "-m", "immediate", "-w", "stop"]);
+    rmSync(join(c.walDir, endFile));
+    await c.run("pg_ctl", ["-D", c.dataDir, "-l", join(c.dir, "server.log"), "-w", "start"]);
+    await c.sql("CREATE TABLE after_crash (a text); INSERT INTO after_crash VALUES ('hello')");
+    await c.switchWal();
+    const wal = await collect(c);
+    const { infos, error, dec } = decodeAll(wal);
+    compareWithWaldump(wal, infos);
+    assert.ok(error?.endOfWal, String(error));
+    assert.equal(dec.abandonedRecords.length, 1);
+    const lost = dec.abandonedRecords[0]!;
+    const ow = infos.find((r) => r.rmid === 0 && r.rmgrInfo === 0xd0);
+    assert.ok(ow, "an XLOG_OVERWRITE_CONTRECORD record");
+    assert.equal(ow.mainData().readBigUInt64LE(0), lost);
+    assert.equal(formatLsn(ow.lsn % BigInt(MiB)), "0/28", "it starts the lost segment");
+    assert.ok(!infos.some((r) => r.lsn === lost));
+    t.diagnostic(`abandoned ${formatLsn(lost)}, overwritten at ${formatLsn(ow.lsn)}`);
   });
 
   it("treats a recycled segment after the last one as the end of WAL", () => {
