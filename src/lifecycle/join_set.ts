@@ -124,6 +124,21 @@ export class JoinSet<T> implements AsyncDisposable {
   }
 
   /**
+   * The next finished task with its outcome, if one has finished and not been joined;
+   * `undefined` otherwise. Never waits.
+   *
+   * @example
+   * ```ts
+   * import { CancellationToken, Gate, JoinSet } from "tideline/lifecycle";
+   * const set = new JoinSet<number>({ token: new CancellationToken(), gate: new Gate() });
+   * console.log(set.tryJoinNext()); // undefined
+   * ```
+   */
+  tryJoinNext(): Joined<T> | undefined {
+    return this.#finished.shift();
+  }
+
+  /**
    * Cancels every running task of the set. Returns at once.
    *
    * @example

@@ -15,3 +15,4 @@ export * from "./rmgr/index.js";
 export * from "./segment.js";
 export * from "./version.js";
 export * from "./wal_files.js";
+export * from "./replication/index.js";

@@ -106,4 +106,20 @@ describe("JoinSet", () => {
     assert.throws(() => set.spawn("late", "Background", () => {}), GateClosedError);
     assert.equal(set.size, 0);
   });
+
+  it("tryJoinNext returns a finished task without waiting, else undefined", async () => {
+    const set = new JoinSet<number>(owner());
+    const gate = new CancellationToken();
+    set.spawn("slow", "Background", async () => {
+      await gate.cancelled();
+      return 2;
+    });
+    set.spawn("fast", "Background", () => 1);
+    assert.equal(set.tryJoinNext(), undefined, "nothing has finished yet");
+    await sleep(5, new CancellationToken());
+    assert.deepEqual(set.tryJoinNext()?.outcome, { status: "succeeded", value: 1 });
+    assert.equal(set.tryJoinNext(), undefined);
+    gate.cancel();
+    assert.deepEqual((await set.joinNext())?.outcome, { status: "succeeded", value: 2 });
+  });
 });

@@ -1,0 +1,145 @@
+/**
+ * The connection handler: the task that runs one replication connection.
+ *
+ * @module
+ */
+import { Channel, type Gate, type RequestContext, spawn, TaskKind } from "../lifecycle/index.js";
+import type { Timeline } from "../timeline/index.js";
+import type { Lsn } from "../wal/index.js";
+import { type FeedbackPositions, pollConnection, type WalPiece } from "./connection_poller.js";
+import type { Source } from "./conninfo.js";
+import { SourceError, SystemIdMismatchError } from "./errors.js";
+import { ReplicationConnection, type StreamEnd } from "./replication_connection.js";
+import type { WalConnectionStatus } from "./status.js";
+
+/** Options of {@linkcode runConnection}. */
+export interface ConnectionOptions {
+  /** Stream through this physical replication slot. */
+  slot?: string | undefined;
+  /** Create the slot if it does not exist. */
+  createSlot?: boolean | undefined;
+  /** Stream this PostgreSQL timeline (after a switch). Default: the timeline's own. */
+  pgTimeline?: number | undefined;
+  /** Connection timeout, ms. Default 10 000. */
+  connectTimeoutMs?: number | undefined;
+  /** Status update interval, ms. Default 10 000. */
+  statusIntervalMs?: number | undefined;
+  /** The apply position to report (remote-consistent LSN). Default: the flush position. */
+  applyLsn?: (() => Lsn) | undefined;
+  /** Called with a new PostgreSQL timeline's history file when the source's timeline ends. */
+  onTimelineHistory?: ((filename: string, content: string) => Promise<void>) | undefined;
+}
+
+/** Capacity of the channel between poller and handler. */
+const CHANNEL_PIECES = 256;
+const CHANNEL_BYTES = 16 << 20;
+
+/**
+ * Runs one replication connection from `source` into `timeline`: connects,
+ * `IDENTIFY_SYSTEM` (refusing another cluster), optionally reads or creates the slot,
+ * `START_REPLICATION PHYSICAL` at the end of the timeline's stream, spawns the poller
+ * (a child task under the same WAL-receiver gate) and ingests what it receives. Returns
+ * how the stream ended (a timeline switch) or throws why it failed.
+ *
+ * @example
+ * ```ts
+ * // spawn({ token, gate, name: `connection ${source.address}`, kind: TaskKind.WalReceiverConnectionHandler },
+ * //   (ctx) => runConnection(timeline, source, status, gate, ctx, { slot: "tideline" }));
+ * ```
+ */
+export async function runConnection(
+  timeline: Timeline,
+  source: Source,
+  status: WalConnectionStatus,
+  gate: Gate,
+  ctx: RequestContext,
+  options: ConnectionOptions = {},
+): Promise<StreamEnd> {
+  const conn = await ReplicationConnection.connect(source, ctx.token, options.connectTimeoutMs);
+  try {
+    const id = await conn.identifySystem(ctx.token);
+    status.sourceFlushLsn = id.xlogpos;
+    status.lastMessageAt = Date.now();
+    if (timeline.systemId !== 0n && id.systemId !== timeline.systemId) {
+      throw new SystemIdMismatchError(source.display, timeline.systemId, id.systemId);
+    }
+    if (options.slot !== undefined) {
+      const slot = await conn.readReplicationSlot(options.slot, ctx.token);
+      if (slot === undefined) {
+        if (!options.createSlot) {
+          throw new SourceError(
+            source.display,
+            `replication slot "${options.slot}" does not exist`,
+            "42704",
+          );
+        }
+        await conn.createPhysicalSlot(options.slot, ctx.token);
+      } else if (slot.slotType !== "physical") {
+        throw new SourceError(
+          source.display,
+          `replication slot "${options.slot}" is ${slot.slotType}, not physical`,
+        );
+      }
+    }
+    const start = timeline.streamEnd;
+    const pgTimeline =
+      options.pgTimeline ?? (timeline.pgVersion !== 0 ? timeline.pgTimeline : id.timeline);
+    const stream = conn.startReplication(
+      { lsn: start, slot: options.slot, timeline: pgTimeline },
+      ctx.token,
+    );
+    status.isConnected = true;
+    status.streamingLsn = start;
+    let received = start;
+    const channel = new Channel<WalPiece>({
+      capacity: CHANNEL_PIECES,
+      maxWeight: CHANNEL_BYTES,
+      weigh: (p) => p.data.length,
+      name: `WAL from ${source.address}`,
+    });
+    const positions: FeedbackPositions = {
+      write: () => received,
+      flush: () => timeline.diskConsistentLsn,
+      apply: options.applyLsn ?? (() => timeline.diskConsistentLsn),
+    };
+    const poller = spawn(
+      {
+        token: ctx.token,
+        gate,
+        parent: ctx,
+        name: `poller ${source.address}`,
+        kind: TaskKind.WalReceiverConnectionPoller,
+      },
+      (pctx) =>
+        pollConnection(stream, channel, positions, status, pctx, {
+          ...(options.statusIntervalMs !== undefined
+            ? { statusIntervalMs: options.statusIntervalMs }
+            : {}),
+        }),
+    );
+    let ingestError: unknown;
+    try {
+      for await (const piece of channel.iterate(ctx.token)) {
+        await timeline.ingest(piece.lsn, piece.data, ctx);
+        received = piece.lsn + BigInt(piece.data.length);
+        status.hasProcessedWal = true;
+      }
+    } catch (error) {
+      ingestError = error;
+      poller.cancel("connection handler failed");
+    }
+    // The poller is this task's child: it ends before the handler does, always.
+    const outcome = await poller.join();
+    if (ingestError !== undefined) throw ingestError;
+    if (outcome.status !== "succeeded") throw outcome.error;
+    const end = outcome.value;
+    if (end.nextTimeline !== undefined && options.onTimelineHistory !== undefined) {
+      const history = await conn.timelineHistory(end.nextTimeline, ctx.token);
+      await options.onTimelineHistory(history.filename, history.content);
+    }
+    return end;
+  } finally {
+    status.isConnected = false;
+    await conn.close();
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The connection poller: the task that owns a replication connection's socket.
+ *
+ * @module
+ */
+import type { Channel, RequestContext } from "../lifecycle/index.js";
+import {
+  type Lsn,
+  parseReplicationMessage,
+  serializeStatusUpdate,
+  toPgTimestamp,
+} from "../wal/index.js";
+import type { ReplicationStream, StreamEnd } from "./replication_connection.js";
+import type { WalConnectionStatus } from "./status.js";
+
+/** A piece of WAL handed from the poller to the handler (its own copy of the bytes). */
+export interface WalPiece {
+  lsn: Lsn;
+  data: Buffer;
+}
+
+/** Where the positions of a status update come from. */
+export interface FeedbackPositions {
+  /** WAL received (last byte + 1). */
+  write(): Lsn;
+  /** WAL durable. */
+  flush(): Lsn;
+  /** WAL in remote storage, or durable when there is none. */
+  apply(): Lsn;
+}
+
+/** Options of {@linkcode pollConnection}. */
+export interface PollerOptions {
+  /** Send a status update at least this often, ms. Default 10 000 (the server's timeout is 60 s). */
+  statusIntervalMs?: number;
+  /** Check for a moved flush position this often (and report it), ms. Default 1000. */
+  feedbackCheckMs?: number;
+}
+
+/**
+ * Runs the poller: reads the stream's messages as they come, answers keepalives that
+ * ask for a reply at once, forwards WAL to `channel` and pauses the socket while the
+ * channel is full, sends a status update at least every `statusIntervalMs` (and soon
+ * after the flush position moves) even while ingest is slow. Ends when the server ends
+ * the stream (returning how it ended) or the token is cancelled; closes `channel` either
+ * way, so the handler drains what was received and stops.
+ *
+ * @example
+ * ```ts
+ * // spawn({ ..., kind: TaskKind.WalReceiverConnectionPoller }, (ctx) => pollConnection(stream, channel, positions, status, ctx));
+ * ```
+ */
+export async function pollConnection(
+  stream: ReplicationStream,
+  channel: Channel<WalPiece>,
+  positions: FeedbackPositions,
+  status: WalConnectionStatus,
+  ctx: RequestContext,
+  options: PollerOptions = {},
+): Promise<StreamEnd> {
+  const statusInterval = options.statusIntervalMs ?? 10_000;
+  const checkEvery = options.feedbackCheckMs ?? Math.min(1000, statusInterval);
+  const overflow: WalPiece[] = [];
+  let paused = false;
+  let wake: (() => void) | undefined;
+  let failure: unknown;
+  let lastSentAt = 0;
+  let lastSentFlush = -1n;
+
+  const sendStatus = (replyRequested: boolean) => {
+    const write = positions.write();
+    const flush = positions.flush();
+    const apply = positions.apply();
+    stream.send(
+      serializeStatusUpdate({
+        write,
+        flush: flush > write ? write : flush,
+        apply: apply > flush ? flush : apply > write ? write : apply,
+        clock: toPgTimestamp(Date.now()),
+        replyRequested,
+      }),
+    );
+    lastSentAt = Date.now();
+    lastSentFlush = flush;
+  };
+
+  stream.onData = (payload) => {
+    let msg: ReturnType<typeof parseReplicationMessage>;
+    try {
+      msg = parseReplicationMessage(payload);
+    } catch (error) {
+      failure = error;
+      wake?.();
+      return;
+    }
+    status.lastMessageAt = Date.now();
+    status.sourceFlushLsn = msg.walEnd;
+    if (msg.name === "keepalive") {
+      if (msg.replyRequested) sendStatus(false);
+      return;
+    }
+    status.lastWalAt = status.lastMessageAt;
+    // pg hands out views of a reused buffer: keep a copy.
+    const piece = { lsn: msg.dataStart, data: Buffer.from(msg.data) };
+    status.streamingLsn = msg.dataStart + BigInt(msg.data.length);
+    if (overflow.length === 0 && channel.trySend(piece)) return;
+    overflow.push(piece);
+    if (!paused) {
+      paused = true;
+      stream.pause();
+    }
+    wake?.();
+  };
+
+  let ended: StreamEnd | undefined;
+  // Both outcomes are handled here; the promise is the connection's and ends with it.
+  stream.ended.then(
+    (end) => {
+      ended = end;
+      wake?.();
+    },
+    (error: unknown) => {
+      failure ??= error;
+      wake?.();
+    },
+  );
+
+  try {
+    sendStatus(false);
+    while (true) {
+      if (failure !== undefined) throw failure;
+      // Drain the overflow with back-pressure, then let the socket flow again.
+      while (overflow.length > 0) {
+        await channel.send(overflow[0]!, ctx.token);
+        overflow.shift();
+      }
+      if (paused) {
+        paused = false;
+        stream.resume();
+      }
+      if (ended !== undefined) return ended;
+      const now = Date.now();
+      if (now - lastSentAt >= statusInterval || positions.flush() !== lastSentFlush)
+        sendStatus(false);
+      // Sleep until something happens: data overflowed, the stream ended or failed, the
+      // token was cancelled, or it is time to check the flush position again.
+      if (
+        failure === undefined &&
+        ended === undefined &&
+        overflow.length === 0 &&
+        !ctx.token.isCancelled
+      ) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(finish, checkEvery);
+          const registration = ctx.token.onCancel(finish);
+          function finish() {
+            clearTimeout(timer);
+            registration[Symbol.dispose]();
+            wake = undefined;
+            resolve();
+          }
+          wake = finish;
+        });
+      }
+      ctx.throwIfCancelled();
+    }
+  } finally {
+    channel.close();
+    stream.onData = () => {};
+  }
+}

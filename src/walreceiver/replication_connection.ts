@@ -1,0 +1,320 @@
+/**
+ * A physical replication connection to one PostgreSQL server, over `pg` as the
+ * transport: the replication commands, and the CopyBoth stream of START_REPLICATION.
+ *
+ * @module
+ */
+import pg from "pg";
+import { type CancellationToken, CancelledError } from "../lifecycle/index.js";
+import { formatLsn, type Lsn, parseLsn } from "../wal/index.js";
+import type { Source } from "./conninfo.js";
+import { SourceError } from "./errors.js";
+
+/** What IDENTIFY_SYSTEM answers. */
+export interface SystemIdentity {
+  systemId: bigint;
+  /** The server's current timeline. */
+  timeline: number;
+  /** The server's flush position. */
+  xlogpos: Lsn;
+}
+
+/** What READ_REPLICATION_SLOT answers for an existing slot. */
+export interface SlotInfo {
+  slotType: string;
+  /** `undefined` when the slot reserves no WAL (or was invalidated). */
+  restartLsn: Lsn | undefined;
+  restartTimeline: number | undefined;
+}
+
+/** How a replication stream ended. */
+export interface StreamEnd {
+  /** Set when the server's timeline ended (a standby was promoted): where to continue. */
+  nextTimeline?: number;
+  nextTimelineStart?: Lsn;
+}
+
+interface PgMessage {
+  fields?: (string | null)[];
+  chunk?: Buffer;
+}
+
+/**
+ * A replication stream: CopyData payloads come to `onData`; `pause`/`resume` stop and
+ * restart reading the socket (back-pressure); `send` writes CopyData; `ended` settles
+ * when the server ends the stream (with the next timeline, if any) or it fails.
+ */
+export interface ReplicationStream {
+  onData: (payload: Buffer) => void;
+  pause(): void;
+  resume(): void;
+  send(payload: Buffer): void;
+  readonly ended: Promise<StreamEnd>;
+}
+
+const SQLSTATE_CONNECTION_FAILURE = "08006";
+
+function toSourceError(source: Source, error: unknown): Error {
+  if (error instanceof SourceError || error instanceof CancelledError) return error;
+  const e = error as { message?: string; code?: string };
+  const code = typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+  const message = e.message ?? String(error);
+  if (
+    code === undefined &&
+    /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|terminated|ECONNRESET|timeout/i.test(message)
+  ) {
+    return new SourceError(source.display, message, SQLSTATE_CONNECTION_FAILURE, { cause: error });
+  }
+  return new SourceError(source.display, message, code, { cause: error });
+}
+
+/**
+ * One replication connection. Every call takes a token: cancelling it destroys the
+ * socket, so no call outlives its caller.
+ *
+ * @example
+ * ```ts
+ * import { ReplicationConnection, parseSource } from "tideline/walreceiver";
+ * import { CancellationToken } from "tideline/lifecycle";
+ * const token = new CancellationToken();
+ * const conn = await ReplicationConnection.connect(parseSource("postgres://postgres@127.0.0.1:5432/postgres"), token);
+ * console.log(await conn.identifySystem(token));
+ * await conn.close();
+ * ```
+ */
+export class ReplicationConnection {
+  readonly source: Source;
+  readonly #client: pg.Client;
+  #closed = false;
+  #error: Error | undefined;
+
+  private constructor(source: Source, client: pg.Client) {
+    this.source = source;
+    this.#client = client;
+    client.on("error", (error) => {
+      this.#error = toSourceError(source, error);
+    });
+  }
+
+  /** Opens a replication connection (`replication=true`), within `timeoutMs` (default 10 s). */
+  static async connect(
+    source: Source,
+    token: CancellationToken,
+    timeoutMs = 10_000,
+  ): Promise<ReplicationConnection> {
+    token.throwIfCancelled();
+    const client = new pg.Client({ ...source.config, connectionTimeoutMillis: timeoutMs });
+    const conn = new ReplicationConnection(source, client);
+    using _reg = token.onCancel(() => conn.#destroy());
+    try {
+      await client.connect();
+    } catch (error) {
+      conn.#destroy();
+      if (token.isCancelled) throw new CancelledError(token.reason);
+      throw toSourceError(source, error);
+    }
+    return conn;
+  }
+
+  #destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    (
+      this.#client as unknown as { connection: { stream: { destroy(): void } } }
+    ).connection.stream.destroy();
+  }
+
+  /** Closes the connection (politely, then by force). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const ending = this.#client.end().catch(() => {});
+    const timer = setTimeout(
+      () =>
+        (
+          this.#client as unknown as { connection: { stream: { destroy(): void } } }
+        ).connection.stream.destroy(),
+      1000,
+    );
+    await ending;
+    clearTimeout(timer);
+  }
+
+  async #command(text: string, token: CancellationToken): Promise<(string | null)[][]> {
+    token.throwIfCancelled();
+    if (this.#error !== undefined) throw this.#error;
+    using _reg = token.onCancel(() => this.#destroy());
+    try {
+      const result = await this.#client.query({ text, rowMode: "array" });
+      return result.rows as (string | null)[][];
+    } catch (error) {
+      if (token.isCancelled) throw new CancelledError(token.reason);
+      throw toSourceError(this.source, error);
+    }
+  }
+
+  /** IDENTIFY_SYSTEM: the system identifier, current timeline and flush position. */
+  async identifySystem(token: CancellationToken): Promise<SystemIdentity> {
+    const [row] = await this.#command("IDENTIFY_SYSTEM", token);
+    if (row === undefined || row[0] == null || row[1] == null || row[2] == null) {
+      throw new SourceError(this.source.display, "IDENTIFY_SYSTEM returned no row");
+    }
+    return { systemId: BigInt(row[0]), timeline: Number(row[1]), xlogpos: parseLsn(row[2]) };
+  }
+
+  /** SHOW name: a server setting, as text (`wal_segment_size` gives e.g. "16MB"). */
+  async show(name: string, token: CancellationToken): Promise<string> {
+    if (!/^[a-z_]+$/.test(name)) throw new TypeError(`Invalid setting name "${name}"`);
+    const [row] = await this.#command(`SHOW ${name}`, token);
+    if (row?.[0] == null)
+      throw new SourceError(this.source.display, `SHOW ${name} returned nothing`);
+    return row[0];
+  }
+
+  /** The server's WAL segment size in bytes. */
+  async walSegmentSize(token: CancellationToken): Promise<number> {
+    const text = await this.show("wal_segment_size", token);
+    const m = /^(\d+)\s*(B|kB|MB|GB)?$/.exec(text.trim());
+    if (m === null)
+      throw new SourceError(this.source.display, `unexpected wal_segment_size "${text}"`);
+    const unit = { B: 1, kB: 1024, MB: 1 << 20, GB: 1 << 30 }[
+      (m[2] ?? "B") as "B" | "kB" | "MB" | "GB"
+    ];
+    return Number(m[1]) * unit;
+  }
+
+  /** TIMELINE_HISTORY n: the history file's name and content. */
+  async timelineHistory(
+    timeline: number,
+    token: CancellationToken,
+  ): Promise<{ filename: string; content: string }> {
+    const [row] = await this.#command(`TIMELINE_HISTORY ${timeline}`, token);
+    return { filename: row?.[0] ?? "", content: row?.[1] ?? "" };
+  }
+
+  /** READ_REPLICATION_SLOT: `undefined` when the slot does not exist. */
+  async readReplicationSlot(slot: string, token: CancellationToken): Promise<SlotInfo | undefined> {
+    const [row] = await this.#command(`READ_REPLICATION_SLOT ${quoteIdent(slot)}`, token);
+    if (row === undefined || row[0] == null) return undefined;
+    return {
+      slotType: row[0],
+      restartLsn: row[1] == null ? undefined : parseLsn(row[1]),
+      restartTimeline: row[2] == null ? undefined : Number(row[2]),
+    };
+  }
+
+  /** CREATE_REPLICATION_SLOT s PHYSICAL RESERVE_WAL. */
+  async createPhysicalSlot(slot: string, token: CancellationToken): Promise<void> {
+    await this.#command(`CREATE_REPLICATION_SLOT ${quoteIdent(slot)} PHYSICAL RESERVE_WAL`, token);
+  }
+
+  /**
+   * START_REPLICATION [SLOT s] PHYSICAL lsn [TIMELINE t]. Returns once the server
+   * answered with CopyBothResponse is not awaited: data flows to `stream.onData` as it
+   * comes; `stream.ended` settles when the stream ends. Cancelling `token` destroys the
+   * connection (and `ended` rejects with `CancelledError`).
+   */
+  startReplication(
+    options: { lsn: Lsn; slot?: string | undefined; timeline?: number | undefined },
+    token: CancellationToken,
+  ): ReplicationStream {
+    if (this.#error !== undefined) throw this.#error;
+    const text =
+      `START_REPLICATION ${options.slot !== undefined ? `SLOT ${quoteIdent(options.slot)} ` : ""}PHYSICAL ${formatLsn(options.lsn)}` +
+      (options.timeline !== undefined ? ` TIMELINE ${options.timeline}` : "");
+    const connection = (this.#client as unknown as { connection: PgConnection }).connection;
+    const rows: (string | null)[][] = [];
+    let settle!: { resolve: (end: StreamEnd) => void; reject: (error: unknown) => void };
+    const ended = new Promise<StreamEnd>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    const registration = token.onCancel((reason) => {
+      this.#destroy();
+      settle.reject(new CancelledError(reason));
+    });
+    const onCopyDone = () => connection.endCopyFrom();
+    connection.on("copyDone", onCopyDone);
+    const finish = () => {
+      registration[Symbol.dispose]();
+      connection.removeListener("copyDone", onCopyDone);
+    };
+    const stream: ReplicationStream = {
+      onData: () => {},
+      pause: () => connection.stream.pause(),
+      resume: () => connection.stream.resume(),
+      send: (payload) => {
+        if (!this.#closed) connection.sendCopyFromChunk(payload);
+      },
+      ended,
+    };
+    const submittable = {
+      text,
+      submit: (con: PgConnection) => {
+        con.query(text);
+      },
+      handleCopyData: (msg: PgMessage) => stream.onData(msg.chunk!),
+      handleRowDescription: () => {},
+      handleDataRow: (msg: PgMessage) => rows.push(msg.fields ?? []),
+      handleCommandComplete: () => {},
+      handleEmptyQuery: () => {},
+      handlePortalSuspended: () => {},
+      handleCopyInResponse: () => {},
+      handleError: (error: unknown) => {
+        finish();
+        settle.reject(
+          token.isCancelled ? new CancelledError(token.reason) : toSourceError(this.source, error),
+        );
+      },
+      handleReadyForQuery: () => {
+        finish();
+        const row = rows[0];
+        if (row?.[0] != null && row[1] != null) {
+          settle.resolve({ nextTimeline: Number(row[0]), nextTimelineStart: parseLsn(row[1]) });
+        } else settle.resolve({});
+      },
+    };
+    this.#client.on("error", (error) => {
+      finish();
+      settle.reject(
+        token.isCancelled ? new CancelledError(token.reason) : toSourceError(this.source, error),
+      );
+    });
+    connection.stream.once("close", () => {
+      finish();
+      settle.reject(
+        token.isCancelled
+          ? new CancelledError(token.reason)
+          : new SourceError(
+              this.source.display,
+              "the connection closed",
+              SQLSTATE_CONNECTION_FAILURE,
+            ),
+      );
+    });
+    this.#client.query(submittable as unknown as pg.QueryConfig);
+    return stream;
+  }
+}
+
+interface PgConnection {
+  query(text: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+  on(event: string, fn: (...args: unknown[]) => void): void;
+  removeListener(event: string, fn: (...args: unknown[]) => void): void;
+  stream: {
+    pause(): void;
+    resume(): void;
+    destroy(): void;
+    once(event: string, fn: () => void): void;
+  };
+}
+
+function quoteIdent(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
+    throw new TypeError(
+      `Invalid replication slot name "${name}": expected lower-case letters, digits and _, at most 63`,
+    );
+  }
+  return name;
+}
