@@ -28,6 +28,7 @@ import {
   formatLsn,
   type Lsn,
   lsnAlign,
+  lsnMin,
   recordToJson,
   segmentStart,
   WalDecoder,
@@ -538,10 +539,7 @@ export class Timeline {
    * segment, before its zero padding has streamed in).
    */
   #cutPoint(): Lsn {
-    const last = this.#lastRecord.load();
-    const end = this.#open.end;
-    // biome-ignore lint/complexity/useMathMinMax: Math.min does not take bigints
-    return last < end ? last : end;
+    return lsnMin(this.#lastRecord.load(), this.#open.end);
   }
 
   /** After bad WAL: drop everything past the last complete record and restart the decoder there. */

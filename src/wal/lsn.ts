@@ -242,3 +242,17 @@ function describe(value: unknown): string {
   if (typeof value === "bigint") return `${value}n`;
   return `${typeof value} ${String(value)}`;
 }
+
+/**
+ * The smaller of two LSNs (`Math.min` does not take bigints).
+ *
+ * @example
+ * ```ts
+ * import { lsnMin } from "tideline/wal";
+ * lsnMin(0x2000000n, 0x1000000n); // 16777216n
+ * ```
+ */
+export function lsnMin(a: Lsn, b: Lsn): Lsn {
+  if (a < b) return a;
+  return b;
+}

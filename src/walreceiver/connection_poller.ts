@@ -74,8 +74,8 @@ export async function pollConnection(
     stream.send(
       serializeStatusUpdate({
         write,
-        flush: flush > write ? write : flush,
-        apply: apply > flush ? flush : apply > write ? write : apply,
+        flush: lsnMin(flush, write),
+        apply: lsnMin(apply, lsnMin(flush, write)),
         clock: toPgTimestamp(Date.now()),
         replyRequested,
       }),

@@ -4,13 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
-import {
-  CancellationToken,
-  CancelledError,
-  RequestContext,
-  spawn,
-  TaskKind,
-} from "../../../lifecycle/index.js";
+import { CancellationToken, CancelledError, spawn, TaskKind } from "../../../lifecycle/index.js";
 import { Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../../wal/index.js";
 import {
@@ -88,7 +82,6 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
     return 2;
   }
   const root = new CancellationToken();
-  const ctx = RequestContext.root(TaskKind.Main, root);
   let signals = 0;
   let timeline: Timeline | undefined;
   let requestStop!: (mode: "freeze-and-flush" | "hard") => void;
