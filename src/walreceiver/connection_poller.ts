@@ -6,6 +6,7 @@
 import type { Channel, RequestContext } from "../lifecycle/index.js";
 import {
   type Lsn,
+  lsnMin,
   parseReplicationMessage,
   serializeStatusUpdate,
   toPgTimestamp,
