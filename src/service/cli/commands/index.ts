@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerDemo } from "./demo.js";
 import { registerExport } from "./export.js";
 import { registerIngest } from "./ingest.js";
 import { registerWaldump } from "./waldump.js";
@@ -8,7 +9,8 @@ export type RegisterCommand = (program: Command) => void;
 
 /** Every command of the `tideline` program, in the order they are registered. */
 export const commands: readonly RegisterCommand[] = [
-  registerWaldump,
+  registerDemo,
   registerIngest,
   registerExport,
+  registerWaldump,
 ];
