@@ -115,6 +115,7 @@ interface Frozen {
   readonly layer: InMemoryLayer;
   readonly meta: LayerMeta;
   readonly nextRecordLsn: Lsn;
+  readonly lastRecordEnd: Lsn;
 }
 
 /** A layer a read can be served from. */
@@ -181,6 +182,8 @@ export class Timeline {
   #decoder: WalDecoder;
   #feedFrom: Lsn;
   #nextRecordLsn: Lsn;
+  /** The decoder's end of the last record (a switch record's is its segment's end). */
+  #recordEnd: Lsn;
   #meta: LayerMeta;
   #ingesting = false;
   #ingestClosed = false;
@@ -226,6 +229,7 @@ export class Timeline {
     this.#open = new InMemoryLayer(resume);
     this.#streamEnd = resume;
     this.#nextRecordLsn = index.nextRecordLsn;
+    this.#recordEnd = index.lastRecordEnd;
     this.#feedFrom = index.nextRecordLsn;
     this.#decoder = this.#newDecoder();
     this.#lastRecord = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} lastRecordLsn` });
@@ -270,6 +274,7 @@ export class Timeline {
       startLsn: options.startLsn,
       diskConsistentLsn: options.startLsn,
       nextRecordLsn: options.startLsn,
+      lastRecordEnd: options.startLsn,
       remoteConsistentLsn: options.startLsn,
       layers: [],
     };
@@ -501,18 +506,17 @@ export class Timeline {
           startLsn >= this.#feedFrom ? bytes : bytes.subarray(Number(this.#feedFrom - startLsn)),
         );
       }
-      let last: Lsn | undefined;
       try {
         for (let rec = this.#decoder.next(); rec !== undefined; rec = this.#decoder.next()) {
           this.#addRecord(rec);
-          last = rec.end;
+          this.#recordEnd = rec.end;
         }
       } catch (error) {
-        if (last !== undefined) this.#lastRecord.advance(last);
+        this.#advanceLastRecord();
         this.#rewindToLastRecord();
         throw error;
       }
-      if (last !== undefined) this.#lastRecord.advance(last);
+      this.#advanceLastRecord();
       if (this.#open.size >= this.#layerSize) this.#freezeOpen();
       await this.#awaitRoom(ctx.token);
     } finally {
@@ -531,6 +535,16 @@ export class Timeline {
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
     const tli = this.#decoder.timeline;
     if (tli !== undefined) this.#meta.pgTimeline = tli;
+  }
+
+  /**
+   * Moves `lastRecordLsn` to the end of the last record, but never past the bytes
+   * received: a switch record "ends" at the end of its segment, and its zero padding
+   * may still be streaming in. A `waitLsn` that returns can always read what it waited for.
+   */
+  #advanceLastRecord(): void {
+    const reached = lsnMin(this.#recordEnd, this.#streamEnd);
+    if (reached > this.#lastRecord.load()) this.#lastRecord.advance(reached);
   }
 
   /**
@@ -561,6 +575,7 @@ export class Timeline {
       layer: frozen,
       meta: { ...this.#meta },
       nextRecordLsn: this.#nextRecordLsn,
+      lastRecordEnd: this.#recordEnd,
     });
     this.#frozenBytes += frozen.size;
     this.#frozenCount.advance(this.#frozenCount.load() + 1);
@@ -620,6 +635,7 @@ export class Timeline {
       pgTimeline: meta.pgTimeline,
       diskConsistentLsn: layer.end,
       nextRecordLsn: item.nextRecordLsn,
+      lastRecordEnd: item.lastRecordEnd,
       layers: [
         ...this.#index.layers,
         { file: name, start: layer.start, end: layer.end, size, records: layer.records.length },

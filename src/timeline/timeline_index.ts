@@ -35,6 +35,12 @@ export interface TimelineIndex {
   diskConsistentLsn: Lsn;
   /** Where the next record starts (after alignment padding, or the next segment after a switch). */
   nextRecordLsn: Lsn;
+  /**
+   * The end of the last record in the layers, as the decoder reports it: for a switch
+   * record, the end of its segment, which may lie beyond `diskConsistentLsn` while the
+   * padding has not all arrived.
+   */
+  lastRecordEnd: Lsn;
   /** Everything below it is in remote storage. */
   remoteConsistentLsn: Lsn;
   layers: IndexedLayer[];
@@ -62,6 +68,7 @@ export async function writeTimelineIndex(path: string, index: TimelineIndex): Pr
     startLsn: formatLsn(index.startLsn),
     diskConsistentLsn: formatLsn(index.diskConsistentLsn),
     nextRecordLsn: formatLsn(index.nextRecordLsn),
+    lastRecordEnd: formatLsn(index.lastRecordEnd),
     remoteConsistentLsn: formatLsn(index.remoteConsistentLsn),
     layers: index.layers.map((l) => ({
       file: l.file,
@@ -115,6 +122,10 @@ export async function readTimelineIndex(path: string): Promise<TimelineIndex> {
       startLsn: parseLsn(str(j.startLsn, "startLsn")),
       diskConsistentLsn: parseLsn(str(j.diskConsistentLsn, "diskConsistentLsn")),
       nextRecordLsn: parseLsn(str(j.nextRecordLsn, "nextRecordLsn")),
+      lastRecordEnd:
+        j.lastRecordEnd === undefined
+          ? parseLsn(str(j.diskConsistentLsn, "diskConsistentLsn"))
+          : parseLsn(str(j.lastRecordEnd, "lastRecordEnd")),
       remoteConsistentLsn: parseLsn(str(j.remoteConsistentLsn, "remoteConsistentLsn")),
       layers,
     };
