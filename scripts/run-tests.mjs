@@ -14,7 +14,10 @@ const files = [];
   for (const name of readdirSync(dir).sort()) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) walk(path);
-    else if (name.endsWith(".test.js") && (filters.length === 0 || filters.some((f) => path.includes(f)))) {
+    else if (
+      name.endsWith(".test.js") &&
+      (filters.length === 0 || filters.some((f) => path.includes(f)))
+    ) {
       files.push(path);
     }
   }

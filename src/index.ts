@@ -15,8 +15,8 @@
  * @module
  */
 export * from "./lifecycle/index.js";
-export { createLogger, type Logger } from "./service/log.js";
 export { findPostgres, startEmbedded } from "./service/local_postgres.js";
+export { createLogger, type Logger } from "./service/log.js";
 export { VERSION } from "./service/version.js";
 export * from "./timeline/index.js";
 export * from "./wal/index.js";
