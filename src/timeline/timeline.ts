@@ -783,7 +783,9 @@ export class Timeline {
     const version = checkVersion(this.#meta.pgVersion);
     for (const row of rows) {
       const lsn = records.lsn[row]!;
-      const end = records.end[row]!;
+      // A record's end includes its alignment padding (a switch's, the rest of its segment),
+      // which may lie past the layer when the layer was cut there; its bytes never do.
+      const end = lsnMin(records.end[row]!, entry.layer.end);
       const bytes =
         entry.kind === "disk" ? await entry.layer.read(lsn, end) : entry.layer.read(lsn, end);
       const dec = new WalDecoder({
