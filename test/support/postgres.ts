@@ -12,7 +12,16 @@
  */
 
 import { execFile, spawnSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,11 +163,58 @@ export class Cluster {
     live.add(this);
   }
 
-  /** Stops the server (fast) but keeps its files, e.g. to read a final pg_wal. */
-  async stopServer(): Promise<void> {
+  /** Stops the server (fast, or `mode`) but keeps its files, e.g. to read a final pg_wal. */
+  async stopServer(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
     if (!this.running) return;
-    await this.run("pg_ctl", ["-D", this.dataDir, "-m", "fast", "-w", "stop"], 60_000);
+    await this.run("pg_ctl", ["-D", this.dataDir, "-m", mode, "-w", "stop"], 60_000);
     this.running = false;
+  }
+
+  /** Starts a server stopped by {@link stopServer} again, on the same port. */
+  async startServer(): Promise<void> {
+    if (this.running) return;
+    await this.run("pg_ctl", [
+      "-D",
+      this.dataDir,
+      "-l",
+      join(this.dir, "server.log"),
+      "-w",
+      "-t",
+      "60",
+      "start",
+    ]);
+    this.markRunning();
+  }
+
+  /** `pg_ctl restart` (fast, or `mode`), waiting until the server accepts connections again. */
+  async restartServer(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
+    await this.run("pg_ctl", [
+      "-D",
+      this.dataDir,
+      "-l",
+      join(this.dir, "server.log"),
+      "-m",
+      mode,
+      "-w",
+      "-t",
+      "60",
+      "restart",
+    ]);
+    this.markRunning();
+  }
+
+  /** `pg_ctl promote` of a standby, waiting until it accepts writes. */
+  async promote(): Promise<void> {
+    await this.run("pg_ctl", ["-D", this.dataDir, "-w", "-t", "60", "promote"]);
+  }
+
+  /** The server's log so far (for failure messages). */
+  serverLog(): string {
+    try {
+      return readFileSync(join(this.dir, "server.log"), "utf8");
+    } catch {
+      return "";
+    }
   }
 
   /** Stops the server (fast) and removes the temp dir. Safe to call twice. */
@@ -260,6 +316,71 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     // Whatever state the server is in, try to stop it before removing its files.
     cluster.markRunning();
     await cluster.stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Options for {@link startStandby}. */
+export interface StandbyOptions {
+  /** Extra `postgresql.conf` settings on top of the primary's (which the backup copies). */
+  settings?: Record<string, string | number | boolean>;
+}
+
+/**
+ * Makes a streaming standby of `primary` (`pg_basebackup -R -X stream` into a temp dir of
+ * its own) and starts it on its own port. The primary needs free WAL senders (startCluster
+ * allows 4). Stop it with `stop()` like any cluster.
+ */
+export async function startStandby(
+  primary: Cluster,
+  options: StandbyOptions = {},
+): Promise<Cluster> {
+  installExitHook();
+  const dir = mkdtempSync(join(tmpdir(), "tideline-pg-"));
+  if (asRoot) chownSync(dir, ...postgresIds());
+  const standby = new Cluster(dir, await freePort(), primary.binDir, primary.segmentSize);
+  try {
+    await standby.run("pg_basebackup", [
+      "-h",
+      primary.dir,
+      "-p",
+      String(primary.port),
+      "-U",
+      "postgres",
+      "-D",
+      standby.dataDir,
+      "-R",
+      "-X",
+      "stream",
+      "-c",
+      "fast",
+      "--no-sync",
+    ]);
+    // The backup carries the primary's postgresql.auto.conf (port, socket dir) and -R added
+    // primary_conninfo to it: later lines win, so append this server's own settings.
+    for (let attempt = 1; ; attempt++) {
+      const settings = { port: standby.port, unix_socket_directories: dir, ...options.settings };
+      appendFileSync(
+        join(standby.dataDir, "postgresql.auto.conf"),
+        `${Object.entries(settings)
+          .map(
+            ([k, v]) =>
+              `${k} = ${typeof v === "string" ? `'${v.replaceAll("'", "''")}'` : String(v)}`,
+          )
+          .join("\n")}\n`,
+      );
+      try {
+        await standby.startServer();
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        standby.port = await freePort();
+      }
+    }
+    return standby;
+  } catch (e) {
+    standby.markRunning();
+    await standby.stop().catch(() => undefined);
     throw e;
   }
 }
