@@ -97,10 +97,20 @@ export async function runConnection(
       weigh: (p) => p.data.length,
       name: `WAL from ${source.address}`,
     });
+    // Up to where a flush was last asked for: the server repeats its requests until the
+    // flush position catches up, and one freeze per position is enough.
+    let flushAskedFor = -1n;
     const positions: FeedbackPositions = {
       write: () => received,
       flush: () => timeline.diskConsistentLsn,
       apply: options.applyLsn ?? (() => timeline.diskConsistentLsn),
+      requestFlush: () => {
+        if (received <= flushAskedFor) return;
+        flushAskedFor = received;
+        // Freezes the open layer now; the flush task writes it. Not awaited: the poller
+        // reports the flush position once it moves. Ends with the connection's token.
+        timeline.flush(ctx).catch(() => {});
+      },
     };
     const poller = spawn(
       {

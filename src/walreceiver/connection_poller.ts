@@ -28,6 +28,12 @@ export interface FeedbackPositions {
   flush(): Lsn;
   /** WAL in remote storage, or durable when there is none. */
   apply(): Lsn;
+  /**
+   * Asks for the WAL received so far to be made durable soon, without waiting (the server
+   * asked for a reply while flush < write: a primary shutting down waits until its WAL is
+   * reported flushed, as pg_receivewal syncs before replying).
+   */
+  requestFlush?(): void;
 }
 
 /** Options of {@linkcode pollConnection}. */
@@ -97,7 +103,10 @@ export async function pollConnection(
     status.lastMessageAt = Date.now();
     status.sourceFlushLsn = msg.walEnd;
     if (msg.name === "keepalive") {
-      if (msg.replyRequested) sendStatus(false);
+      if (msg.replyRequested) {
+        if (positions.flush() < positions.write()) positions.requestFlush?.();
+        sendStatus(false);
+      }
       return;
     }
     status.lastWalAt = status.lastMessageAt;
