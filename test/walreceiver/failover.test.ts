@@ -1,0 +1,201 @@
+/**
+ * Failover between a real PostgreSQL 15 primary and its streaming standby, given to the WAL
+ * receiver as two sources of one cluster: stopping the source in use hands over to the other
+ * with no gap, and promoting the standby while streaming from it makes the timeline follow
+ * onto the new PostgreSQL timeline (history file kept). The timeline's bytes are compared
+ * with the surviving server's pg_wal files, and `tideline export` with the server's segments.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
+import { Timeline } from "../../src/timeline/index.js";
+import {
+  formatLsn,
+  type Lsn,
+  parseLsn,
+  parseSegmentFileName,
+  segmentStart,
+} from "../../src/wal/index.js";
+import { WalReceiver } from "../../src/walreceiver/index.js";
+import { type Cluster, HAVE_PG15, startCluster, startStandby } from "../support/postgres.js";
+import { cli, firstDifference, serverSegmentFile, serverWal, until, url } from "./server-wal.js";
+
+const SEG = 1 << 20;
+const ID = "failover";
+
+function ctx() {
+  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
+}
+
+async function lsnOf(pg: Cluster, fn: string): Promise<Lsn> {
+  return parseLsn(await pg.sql(`SELECT ${fn}`));
+}
+
+/** The timeline's WAL of [from, to) equals the server's pg_wal bytes. */
+async function assertSameWal(tl: Timeline, pg: Cluster, from: Lsn, to: Lsn): Promise<void> {
+  const ours = await tl.readWal(from, to, ctx());
+  const theirs = serverWal(pg, from, to);
+  const at = firstDifference(ours, theirs);
+  assert.equal(
+    at,
+    -1,
+    `timeline WAL ${formatLsn(from)}..${formatLsn(to)} (${ours.length} bytes) differs from ${pg.walDir} (${theirs.length} bytes) at ${formatLsn(from + BigInt(at))}`,
+  );
+}
+
+describe("failover between a primary and its standby", {
+  skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
+}, () => {
+  let primary: Cluster;
+  let standby: Cluster;
+  let dir: string;
+  let tl: Timeline | undefined;
+  let receiver: WalReceiver | undefined;
+  let startLsn: Lsn;
+
+  before(async () => {
+    primary = await startCluster({
+      walSegmentSizeMiB: 1,
+      settings: {
+        wal_level: "replica",
+        wal_keep_size: "1GB",
+        max_wal_size: "1GB",
+        hot_standby: true,
+      },
+    });
+    await primary.pgbench(["-i", "-s", "1", "-q"]);
+    standby = await startStandby(primary);
+    dir = mkdtempSync(join(tmpdir(), "tideline-failover-"));
+  });
+  after(async () => {
+    await tl?.shutdown("hard");
+    await Promise.all([primary?.stop(), standby?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const status = () => JSON.stringify(receiver?.status());
+
+  it("streams from the standby; stopping it (immediate) hands over to the primary with no gap", async () => {
+    const insert = await lsnOf(primary, "pg_current_wal_insert_lsn()");
+    const flushed = await lsnOf(primary, "pg_current_wal_flush_lsn()");
+    // The standby must hold the start segment and be able to serve from it.
+    await until(
+      async () => (await lsnOf(standby, "pg_last_wal_receive_lsn()")) >= flushed,
+      () => "the standby caught up",
+    );
+    startLsn = segmentStart(insert, SEG);
+    tl = await Timeline.create({ dataDir: dir, id: ID, startLsn, segmentSize: SEG });
+    const timeline = tl;
+    receiver = WalReceiver.start(timeline, {
+      // The first source is tried first: the standby.
+      sources: [url(standby), url(primary)],
+      checkIntervalMs: 100,
+      probeIntervalMs: 500,
+      statusIntervalMs: 500,
+      retry: { minMs: 100, factor: 1.5, maxMs: 1000 },
+    });
+    const r = receiver;
+    const load = primary.pgbench(["-n", "-c", "2", "-T", "5"]);
+    try {
+      await until(
+        () => r.status().source === url(standby) && timeline.lastRecordLsn > insert + 200_000n,
+        () => `streaming from the standby: ${status()}`,
+      );
+      await standby.stopServer("immediate");
+      await until(
+        () => r.status().source === url(primary) && r.status().connected,
+        () => `the primary took over: ${status()}`,
+      );
+    } finally {
+      await load;
+    }
+    const target = await lsnOf(primary, "pg_current_wal_insert_lsn()");
+    await timeline.waitLsn(target, ctx(), { timeoutMs: 30_000 });
+    const s = r.status();
+    assert.ok(s.connectionFailures >= 1, `the standby's end counted as a failure: ${status()}`);
+    assert.ok(
+      (s.switches.ConnectionFailed ?? 0) >= 1,
+      `switch reason ConnectionFailed: ${status()}`,
+    );
+    assert.equal(s.sources.find((c) => c.source === url(standby))?.lastError !== undefined, true);
+    await assertSameWal(timeline, primary, startLsn, timeline.lastRecordLsn);
+  });
+
+  it("stopping the primary (fast) hands over to the standby; promoting it, the timeline follows onto timeline 2", async () => {
+    const timeline = tl;
+    const r = receiver;
+    assert.ok(timeline !== undefined && r !== undefined, "the previous test ran");
+    await standby.startServer();
+    const flushed = await lsnOf(primary, "pg_current_wal_flush_lsn()");
+    await until(
+      async () => (await lsnOf(standby, "pg_last_wal_receive_lsn()")) >= flushed,
+      () => "the restarted standby caught up",
+    );
+    await until(
+      () => r.status().sources.find((c) => c.source === url(standby))?.flushLsn !== undefined,
+      () => `the standby was probed: ${status()}`,
+    );
+    const stopStarted = Date.now();
+    await primary.stopServer("fast");
+    const stopMs = Date.now() - stopStarted;
+    await until(
+      () => r.status().source === url(standby) && r.status().connected,
+      () => `the standby took over: ${status()}`,
+    );
+    const beforePromote = timeline.lastRecordLsn;
+    await standby.promote();
+    assert.equal(await standby.sql("SELECT pg_is_in_recovery()"), "f");
+    await standby.pgbench(["-n", "-c", "2", "-t", "200"]);
+    const target = await lsnOf(standby, "pg_current_wal_insert_lsn()");
+    await timeline.waitLsn(target, ctx(), { timeoutMs: 30_000 }).catch((e: Error) => {
+      assert.fail(`${e.message}\n${status()}`);
+    });
+    assert.equal(timeline.pgTimeline, 2, "the timeline's newest WAL is on PostgreSQL timeline 2");
+    const s = r.status();
+    assert.ok((s.switches.TimelineEnded ?? 0) >= 1, `restarted on the next timeline: ${status()}`);
+    const history = join(timeline.dir, "00000002.history");
+    assert.ok(existsSync(history), "the history file is kept in the timeline's directory");
+    assert.equal(
+      readFileSync(history, "utf8"),
+      readFileSync(join(standby.walDir, "00000002.history"), "utf8"),
+    );
+    assert.ok(timeline.lastRecordLsn > beforePromote);
+    await assertSameWal(timeline, standby, startLsn, timeline.lastRecordLsn);
+    assert.ok(stopMs < 20_000, `pg_ctl stop -m fast of the source in use took ${stopMs} ms`);
+  });
+
+  let exported: string[] = [];
+  const out = () => join(dir, "export");
+
+  it("tideline export: every whole segment equals the promoted server's file for it", async () => {
+    const timeline = tl;
+    assert.ok(timeline !== undefined);
+    const result = await timeline.shutdown("freeze-and-flush");
+    assert.equal(result.diskConsistentLsn, result.lastRecordLsn);
+    tl = undefined;
+    const run = await cli(["export", "--data-dir", dir, "--timeline", ID, "--out", out()]).done;
+    assert.equal(run.status, 0, run.stderr);
+    exported = readdirSync(out()).filter((f) => /^[0-9A-F]{24}$/.test(f));
+    assert.ok(exported.length >= 3, `several whole segments: ${exported.join(", ")}`);
+    for (const name of exported) {
+      const server = serverSegmentFile(standby, parseSegmentFileName(name, SEG)!.segno);
+      assert.ok(
+        readFileSync(join(out(), name)).equals(readFileSync(join(standby.walDir, server))),
+        `${name} equals pg_wal/${server}`,
+      );
+    }
+  });
+
+  it("tideline export names each segment by the timeline it belongs to, as pg_wal does, and writes the history file", {
+    todo: "exportSegments names every segment with the timeline's newest PostgreSQL timeline (src/timeline/export.ts)",
+  }, () => {
+    const names = exported.map((name) =>
+      serverSegmentFile(standby, parseSegmentFileName(name, SEG)!.segno),
+    );
+    assert.deepEqual(exported, names, "segments before the switch keep timeline 1's names");
+    assert.ok(existsSync(join(out(), "00000002.history")), "the history file is exported too");
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * Helpers of the failover and resilience tests: a server's WAL bytes read from its pg_wal
+ * files, bounded polling, and the `tideline` CLI as a child process.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Lsn, segmentFileName, segmentNumber, segmentStartLsn } from "../../src/wal/index.js";
+import type { Cluster } from "../support/postgres.js";
+
+export const BIN = "dist/service/cli/main.js";
+
+export const url = (pg: Cluster) => `postgres://postgres@127.0.0.1:${pg.port}/postgres`;
+
+/** The pg_wal file holding segment `segno` on the highest timeline present (whole before `.partial`). */
+export function serverSegmentFile(pg: Cluster, segno: bigint): string {
+  const suffix = segmentFileName(1, segno, pg.segmentSize).slice(8);
+  const names = readdirSync(pg.walDir).filter(
+    (n) => /^[0-9A-F]{24}(\.partial)?$/.test(n) && n.slice(8, 24) === suffix,
+  );
+  names.sort((a, b) => {
+    const ta = a.slice(0, 8);
+    const tb = b.slice(0, 8);
+    if (ta !== tb) return ta < tb ? 1 : -1;
+    return a.endsWith(".partial") ? 1 : b.endsWith(".partial") ? -1 : 0;
+  });
+  const name = names[0];
+  assert.ok(name !== undefined, `segment ${suffix} is in ${pg.walDir}`);
+  return name;
+}
+
+/** The server's WAL bytes of `[from, to)`, read from its pg_wal segment files (newest timeline). */
+export function serverWal(pg: Cluster, from: Lsn, to: Lsn): Buffer {
+  const size = pg.segmentSize;
+  const pieces: Buffer[] = [];
+  for (let segno = segmentNumber(from, size); from < to; segno++) {
+    const start = segmentStartLsn(segno, size);
+    const end = start + BigInt(size) < to ? start + BigInt(size) : to;
+    const file = readFileSync(join(pg.walDir, serverSegmentFile(pg, segno)));
+    pieces.push(file.subarray(Number(from - start), Number(end - start)));
+    from = end;
+  }
+  return Buffer.concat(pieces);
+}
+
+/** Index of the first differing byte, or -1. */
+export function firstDifference(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+/** Polls `check` every 50 ms until it is true; fails with `what()` after `timeoutMs`. */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: () => string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`not reached within ${timeoutMs} ms: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A `tideline` child process. */
+export interface CliRun {
+  child: ChildProcess;
+  done: Promise<{
+    status: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>;
+}
+
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
+/** Starts `node dist/service/cli/main.js ...args`. */
+export function cli(args: string[]): CliRun {
+  assert.ok(existsSync(BIN), `${BIN} is built (npm run build)`);
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  const done = new Promise<{
+    status: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve) =>
+    child.on("close", (status, signal) => {
+      children.delete(child);
+      resolve({ status, signal, stdout, stderr });
+    }),
+  );
+  return { child, done };
+}
+
+/** Kills a child (SIGKILL) if it still runs and waits for it. */
+export async function killChild(run: CliRun | undefined): Promise<void> {
+  if (run === undefined) return;
+  if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGKILL");
+  await run.done;
+}
