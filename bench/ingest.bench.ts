@@ -1,0 +1,128 @@
+/**
+ * Streaming a WAL backlog to durable storage: `tideline ingest --end-lsn` next to
+ * `pg_receivewal -E`, in one run, from the same PostgreSQL 15 server.
+ *
+ * A throwaway cluster gets two physical slots (RESERVE_WAL) first, then a pgbench
+ * workload writes the backlog (>= 600 MB of WAL by default; TIDELINE_BENCH_INGEST_SCALE
+ * sets pgbench's scale). Each tool streams the whole backlog through its own slot, from the
+ * slot's restart point to the same end LSN, with its default durability (pg_receivewal
+ * fsyncs each finished segment; Tideline fsyncs every layer file and its index). Each
+ * measurement is the tool's whole process, wall time; the order alternates over the
+ * rounds and the median is reported. Tideline also decodes and indexes every record.
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseLsn } from "../src/wal/index.js";
+import { HAVE_PG15, PG15_BIN, startCluster } from "../test/support/postgres.js";
+
+const ROUNDS = Number(process.env.TIDELINE_BENCH_ROUNDS ?? 3);
+const SCALE = Number(process.env.TIDELINE_BENCH_INGEST_SCALE ?? 45);
+
+function time(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    child.on("close", (code) => {
+      if (code === 0) resolve((performance.now() - t0) / 1000);
+      else reject(new Error(`${cmd} exited ${code}: ${err.slice(-2000)}`));
+    });
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  if (!HAVE_PG15) {
+    console.log("PostgreSQL 15 is not installed: skipped");
+    return;
+  }
+  const pg = await startCluster({
+    settings: {
+      wal_keep_size: "4GB",
+      max_wal_size: "4GB",
+      max_wal_senders: 6,
+      max_replication_slots: 6,
+    },
+  });
+  try {
+    const slots = Array.from({ length: ROUNDS * 2 }, (_, i) => `bench_${i}`);
+    await pg.sql(
+      slots.map((s) => `SELECT pg_create_physical_replication_slot('${s}', true);`).join("\n"),
+    );
+    const start = parseLsn(
+      await pg.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'bench_0'"),
+    );
+    const t0 = performance.now();
+    await pg.pgbench(["-i", "-s", String(SCALE), "-q"]);
+    await pg.pgbench(["-n", "-c", "2", "-T", "10"]);
+    const endText = await pg.sql("SELECT pg_current_wal_lsn()");
+    const end = parseLsn(endText);
+    const bytes = Number(end - start);
+    console.log(
+      `backlog: ${(bytes / 1e6).toFixed(0)} MB of WAL, made in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+    );
+    const url = `postgres://postgres@127.0.0.1:${pg.port}/postgres`;
+    const results: Record<string, number[]> = {
+      "pg_receivewal -E": [],
+      "tideline ingest --end-lsn": [],
+    };
+    for (let round = 0; round < ROUNDS; round++) {
+      const dir = mkdtempSync(join(tmpdir(), "tideline-bench-ingest-"));
+      const runs = [
+        async () => {
+          const out = join(dir, "receivewal");
+          mkdirSync(out);
+          results["pg_receivewal -E"]!.push(
+            await time(join(PG15_BIN, "pg_receivewal"), [
+              "-d",
+              `host=127.0.0.1 port=${pg.port} user=postgres`,
+              "-D",
+              out,
+              "-S",
+              slots[round * 2]!,
+              "-E",
+              endText,
+              "-n",
+            ]),
+          );
+        },
+        async () => {
+          results["tideline ingest --end-lsn"]!.push(
+            await time(process.execPath, [
+              "dist/service/cli/main.js",
+              "ingest",
+              "--source",
+              url,
+              "--slot",
+              slots[round * 2 + 1]!,
+              "--data-dir",
+              join(dir, "tideline"),
+              "--end-lsn",
+              endText,
+            ]),
+          );
+        },
+      ];
+      if (round % 2 === 1) runs.reverse();
+      for (const run of runs) await run();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    console.log(`\n${ROUNDS} rounds, median wall time of the whole process:\n`);
+    console.log("| tool | median | MB/s | runs |");
+    console.log("| --- | --- | --- | --- |");
+    for (const [name, times] of Object.entries(results)) {
+      const m = median(times);
+      console.log(
+        `| ${name} | ${m.toFixed(2)} s | ${(bytes / 1e6 / m).toFixed(0)} | ${times.map((t) => t.toFixed(2)).join(", ")} |`,
+      );
+    }
+  } finally {
+    await pg.stop();
+  }
+}
+
+await main();
