@@ -18,6 +18,31 @@ function grow<T extends { length: number; set(a: ArrayLike<number | bigint>): vo
   return next;
 }
 
+type Column = BigUint64Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | Uint8Array<ArrayBuffer>;
+type ColumnType = typeof BigUint64Array | typeof Uint32Array | typeof Uint8Array;
+
+/** Writes the first `n` values of each column, one column after another. */
+function serializeColumns(columns: readonly Column[], n: number): Buffer {
+  const out = Buffer.alloc(columns.reduce((size, c) => size + n * c.BYTES_PER_ELEMENT, 0));
+  let o = 0;
+  for (const col of columns) {
+    o += Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT).copy(out, o);
+  }
+  return out;
+}
+
+/** Reads what {@linkcode serializeColumns} wrote: `n` values of each type, in order (copies, so aligned). */
+function deserializeColumns(buf: Buffer, n: number, types: readonly ColumnType[]): Column[] {
+  let o = 0;
+  return types.map((Type) => {
+    const bytes = n * Type.BYTES_PER_ELEMENT;
+    const copy = new Uint8Array(bytes);
+    copy.set(buf.subarray(o, o + bytes));
+    o += bytes;
+    return new Type(copy.buffer);
+  });
+}
+
 /**
  * One row per record: where it starts and ends, its transaction, length, resource
  * manager and info byte.
@@ -92,33 +117,29 @@ export class RecordTable {
 
   /** Serializes the rows column by column. */
   serialize(): Buffer {
-    const n = this.length;
-    const out = Buffer.alloc(n * RecordTable.ROW_BYTES);
-    let o = 0;
-    for (const col of [this.lsn, this.end, this.xid, this.totLen, this.rmid, this.info]) {
-      const bytes = Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT);
-      bytes.copy(out, o);
-      o += bytes.length;
-    }
-    return out;
+    return serializeColumns(
+      [this.lsn, this.end, this.xid, this.totLen, this.rmid, this.info],
+      this.length,
+    );
   }
 
   /** Reads what {@linkcode serialize} wrote. */
   static deserialize(buf: Buffer, n: number): RecordTable {
     const t = new RecordTable();
-    let o = 0;
-    const take = (bytes: number) => {
-      const copy = new Uint8Array(bytes);
-      copy.set(buf.subarray(o, o + bytes));
-      o += bytes;
-      return copy.buffer;
-    };
-    t.lsn = new BigUint64Array(take(8 * n));
-    t.end = new BigUint64Array(take(8 * n));
-    t.xid = new Uint32Array(take(4 * n));
-    t.totLen = new Uint32Array(take(4 * n));
-    t.rmid = new Uint8Array(take(n));
-    t.info = new Uint8Array(take(n));
+    const [lsn, end, xid, totLen, rmid, info] = deserializeColumns(buf, n, [
+      BigUint64Array,
+      BigUint64Array,
+      Uint32Array,
+      Uint32Array,
+      Uint8Array,
+      Uint8Array,
+    ]);
+    t.lsn = lsn as BigUint64Array<ArrayBuffer>;
+    t.end = end as BigUint64Array<ArrayBuffer>;
+    t.xid = xid as Uint32Array<ArrayBuffer>;
+    t.totLen = totLen as Uint32Array<ArrayBuffer>;
+    t.rmid = rmid as Uint8Array<ArrayBuffer>;
+    t.info = info as Uint8Array<ArrayBuffer>;
     t.length = n;
     return t;
   }
@@ -266,34 +287,30 @@ export class BlockTable {
 
   /** Serializes the rows column by column (call on a sorted table). */
   serialize(): Buffer {
-    const n = this.length;
-    const out = Buffer.alloc(n * BlockTable.ROW_BYTES);
-    let o = 0;
-    for (const col of [this.spc, this.db, this.rel, this.blk, this.record, this.fork, this.flags]) {
-      const bytes = Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT);
-      bytes.copy(out, o);
-      o += bytes.length;
-    }
-    return out;
+    return serializeColumns(
+      [this.spc, this.db, this.rel, this.blk, this.record, this.fork, this.flags],
+      this.length,
+    );
   }
 
   /** Reads what {@linkcode serialize} wrote. */
   static deserialize(buf: Buffer, n: number): BlockTable {
     const t = new BlockTable();
-    let o = 0;
-    const take = (bytes: number) => {
-      const copy = new Uint8Array(bytes);
-      copy.set(buf.subarray(o, o + bytes));
-      o += bytes;
-      return copy.buffer;
-    };
-    t.spc = new Uint32Array(take(4 * n));
-    t.db = new Uint32Array(take(4 * n));
-    t.rel = new Uint32Array(take(4 * n));
-    t.blk = new Uint32Array(take(4 * n));
-    t.record = new Uint32Array(take(4 * n));
-    t.fork = new Uint8Array(take(n));
-    t.flags = new Uint8Array(take(n));
+    const cols = deserializeColumns(buf, n, [
+      Uint32Array,
+      Uint32Array,
+      Uint32Array,
+      Uint32Array,
+      Uint32Array,
+      Uint8Array,
+      Uint8Array,
+    ]);
+    const u32 = cols.slice(0, 5) as Uint32Array<ArrayBuffer>[];
+    [t.spc, t.db, t.rel, t.blk, t.record] = [u32[0]!, u32[1]!, u32[2]!, u32[3]!, u32[4]!];
+    [t.fork, t.flags] = cols.slice(5) as Uint8Array<ArrayBuffer>[] as [
+      Uint8Array<ArrayBuffer>,
+      Uint8Array<ArrayBuffer>,
+    ];
     t.length = n;
     t.sorted = true;
     return t;
