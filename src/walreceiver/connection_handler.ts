@@ -81,6 +81,13 @@ export async function runConnection(
         );
       }
     }
+    // Report well within the server's wal_sender_timeout, whatever the configured interval.
+    const senderTimeout = await conn.walSenderTimeoutMs(ctx.token);
+    const configuredInterval = options.statusIntervalMs ?? 10_000;
+    const statusIntervalMs =
+      senderTimeout !== undefined && senderTimeout > 0
+        ? Math.max(100, Math.min(configuredInterval, Math.floor(senderTimeout / 4)))
+        : configuredInterval;
     const start = timeline.streamEnd;
     const pgTimeline =
       options.pgTimeline ?? (timeline.pgVersion !== 0 ? timeline.pgTimeline : id.timeline);
@@ -120,12 +127,7 @@ export async function runConnection(
         name: `poller ${source.address}`,
         kind: TaskKind.WalReceiverConnectionPoller,
       },
-      (pctx) =>
-        pollConnection(stream, channel, positions, status, pctx, {
-          ...(options.statusIntervalMs !== undefined
-            ? { statusIntervalMs: options.statusIntervalMs }
-            : {}),
-        }),
+      (pctx) => pollConnection(stream, channel, positions, status, pctx, { statusIntervalMs }),
     );
     let ingestError: unknown;
     try {

@@ -135,6 +135,14 @@ export async function pollConnection(
     },
   );
 
+  // While the handler is held up (ingest waiting on back-pressure), the loop below waits on
+  // the channel with the socket paused, and keepalives asking for a reply go unread: keep
+  // reporting on a timer, or the server drops the connection at wal_sender_timeout.
+  const heartbeat = setInterval(() => {
+    if (failure !== undefined || ended !== undefined || ctx.token.isCancelled) return;
+    if (Date.now() - lastSentAt >= statusInterval || positions.flush() !== lastSentFlush)
+      sendStatus(false);
+  }, checkEvery);
   try {
     sendStatus(false);
     while (true) {
@@ -175,6 +183,7 @@ export async function pollConnection(
       ctx.throwIfCancelled();
     }
   } finally {
+    clearInterval(heartbeat);
     channel.close();
     stream.onData = () => {};
   }

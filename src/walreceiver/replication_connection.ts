@@ -171,6 +171,26 @@ export class ReplicationConnection {
     return row[0];
   }
 
+  /**
+   * The server's `wal_sender_timeout` in ms (`0` when disabled), or `undefined` when it
+   * cannot be read.
+   */
+  async walSenderTimeoutMs(token: CancellationToken): Promise<number | undefined> {
+    let text: string;
+    try {
+      text = await this.show("wal_sender_timeout", token);
+    } catch (error) {
+      if (error instanceof CancelledError) throw error;
+      return undefined;
+    }
+    const m = /^(\d+)\s*(ms|s|min|h|d)?$/.exec(text.trim());
+    if (m === null) return undefined;
+    const unit = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[
+      (m[2] ?? "ms") as "ms" | "s" | "min" | "h" | "d"
+    ];
+    return Number(m[1]) * unit;
+  }
+
   /** The server's WAL segment size in bytes. */
   async walSegmentSize(token: CancellationToken): Promise<number> {
     const text = await this.show("wal_segment_size", token);
@@ -232,7 +252,12 @@ export class ReplicationConnection {
       this.#destroy();
       settle.reject(new CancelledError(reason));
     });
-    const onCopyDone = () => connection.endCopyFrom();
+    // After CopyDone (the server's timeline ended) no more CopyData may be sent.
+    let copyDone = false;
+    const onCopyDone = () => {
+      copyDone = true;
+      connection.endCopyFrom();
+    };
     connection.on("copyDone", onCopyDone);
     const finish = () => {
       registration[Symbol.dispose]();
@@ -243,7 +268,7 @@ export class ReplicationConnection {
       pause: () => connection.stream.pause(),
       resume: () => connection.stream.resume(),
       send: (payload) => {
-        if (!this.#closed) connection.sendCopyFromChunk(payload);
+        if (!this.#closed && !copyDone) connection.sendCopyFromChunk(payload);
       },
       ended,
     };
