@@ -51,6 +51,7 @@ describe("failover between a primary and its standby", {
 }, () => {
   let primary: Cluster;
   let standby: Cluster;
+  let cascade: Cluster | undefined;
   let dir: string;
   let tl: Timeline | undefined;
   let receiver: WalReceiver | undefined;
@@ -72,7 +73,7 @@ describe("failover between a primary and its standby", {
   });
   after(async () => {
     await tl?.shutdown("hard");
-    await Promise.all([primary?.stop(), standby?.stop()]);
+    await Promise.all([primary?.stop(), standby?.stop(), cascade?.stop()]);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -197,5 +198,71 @@ describe("failover between a primary and its standby", {
     );
     assert.deepEqual(exported, names, "segments before the switch keep timeline 1's names");
     assert.ok(existsSync(join(out(), "00000002.history")), "the history file is exported too");
+  });
+
+  it("tideline ingest stopped across a promotion follows onto the next timeline when started again", async () => {
+    // A standby of the promoted server, streaming its timeline 2; Tideline streams from it,
+    // stops, the standby is promoted to timeline 3, and Tideline is started again.
+    const upstream = await lsnOf(standby, "pg_current_wal_flush_lsn()");
+    const replica = await startStandby(standby);
+    cascade = replica;
+    await until(
+      async () => (await lsnOf(replica, "pg_last_wal_receive_lsn()")) >= upstream,
+      () => "the cascaded standby caught up",
+    );
+    const dataDir = join(dir, "cli");
+    const start = await lsnOf(replica, "pg_last_wal_receive_lsn()");
+    await standby.pgbench(["-n", "-c", "2", "-t", "200"]);
+    const first = await lsnOf(standby, "pg_current_wal_insert_lsn()");
+    const run1 = await cli([
+      "ingest",
+      "--source",
+      url(replica),
+      "--data-dir",
+      dataDir,
+      "--start-lsn",
+      formatLsn(start),
+      "--end-lsn",
+      formatLsn(first),
+    ]).done;
+    assert.equal(run1.status, 0, run1.stderr);
+
+    await replica.promote();
+    await replica.pgbench(["-n", "-c", "2", "-t", "200"]);
+    const second = await lsnOf(replica, "pg_current_wal_insert_lsn()");
+    const run2 = await cli([
+      "ingest",
+      "--source",
+      url(replica),
+      "--data-dir",
+      dataDir,
+      "--end-lsn",
+      formatLsn(second),
+    ]).done;
+    assert.equal(run2.status, 0, run2.stderr);
+    assert.match(run2.stderr, /reached --end-lsn/);
+    const tlDir = join(dataDir, "timelines", "main");
+    assert.equal(
+      readFileSync(join(tlDir, "00000003.history"), "utf8"),
+      readFileSync(join(replica.walDir, "00000003.history"), "utf8"),
+    );
+    const index = JSON.parse(readFileSync(join(tlDir, "index.json"), "utf8")) as {
+      pgTimeline: number;
+    };
+    assert.equal(index.pgTimeline, 3);
+
+    const out = join(dir, "cli-export");
+    const run = await cli(["export", "--data-dir", dataDir, "--timeline", "main", "--out", out])
+      .done;
+    assert.equal(run.status, 0, run.stderr);
+    const whole = readdirSync(out).filter((f) => /^[0-9A-F]{24}$/.test(f));
+    assert.ok(whole.length >= 2, `whole segments: ${whole.join(", ")}`);
+    for (const name of whole) {
+      const server = serverSegmentFile(replica, parseSegmentFileName(name, SEG)!.segno);
+      assert.ok(
+        readFileSync(join(out, name)).equals(readFileSync(join(replica.walDir, server))),
+        `${name} equals pg_wal/${server}`,
+      );
+    }
   });
 });
