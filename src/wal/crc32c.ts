@@ -9,6 +9,7 @@
  * @module
  */
 
+import { endianness } from "node:os";
 import { crc32c as nativeCrc32c } from "@node-rs/crc32";
 
 /** Reflected Castagnoli polynomial. */
@@ -36,20 +37,52 @@ const T = makeTables();
 /** Below this many bytes the JavaScript loop beats a native call. */
 const NATIVE_THRESHOLD = 256;
 
+/** Whether 32-bit words can be read in place (little-endian machine: x86, ARM). */
+const LITTLE_ENDIAN = endianness() === "LE";
+
+/** A word view of the last ArrayBuffer summed word-wise (records come from a few big buffers). */
+let wordsOf: ArrayBufferLike | undefined;
+let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
+
+function wordView(ab: ArrayBufferLike): Int32Array {
+  if (ab !== wordsOf) {
+    words = new Int32Array(ab, 0, ab.byteLength >>> 2);
+    wordsOf = ab;
+  }
+  return words;
+}
+
 /**
- * CRC-32C of `buf[start, end)`, continuing from `crc` (a previous result; 0 to start), with the
- * same conventions as `@node-rs/crc32`'s `crc32c(data, initial)`.
- *
- * @example
- * ```ts
- * crc32cRange(Buffer.from("123456789"), 0, 9); // 0xE3069283
- * // Chaining: crc32cRange(b, 5, 9, crc32cRange(b, 0, 5)) === crc32cRange(b, 0, 9)
- * ```
+ * Slicing-by-8 over 4-byte-aligned memory: two word reads per 8 bytes instead of eight byte
+ * reads. `w` views the whole ArrayBuffer; `i` is the word index of `start`.
  */
-export function crc32cRange(buf: Uint8Array, start: number, end: number, crc = 0): number {
-  if (end - start >= NATIVE_THRESHOLD) return nativeCrc32c(buf.subarray(start, end), crc);
-  let c = ~crc;
-  let i = start;
+function crcWords(w: Int32Array, i: number, len: number, c: number): number {
+  const t = T;
+  for (let n = len >>> 3; n > 0; n--, i += 2) {
+    const a = c ^ w[i]!;
+    const b = w[i + 1]!;
+    c =
+      t[1792 + (a & 0xff)]! ^
+      t[1536 + ((a >>> 8) & 0xff)]! ^
+      t[1280 + ((a >>> 16) & 0xff)]! ^
+      t[1024 + (a >>> 24)]! ^
+      t[768 + (b & 0xff)]! ^
+      t[512 + ((b >>> 8) & 0xff)]! ^
+      t[256 + ((b >>> 16) & 0xff)]! ^
+      t[b >>> 24]!;
+  }
+  if (len & 4) {
+    const a = c ^ w[i]!;
+    c =
+      t[768 + (a & 0xff)]! ^
+      t[512 + ((a >>> 8) & 0xff)]! ^
+      t[256 + ((a >>> 16) & 0xff)]! ^
+      t[a >>> 24]!;
+  }
+  return c;
+}
+
+function crcBytes(buf: Uint8Array, i: number, end: number, c: number): number {
   const t = T;
   for (; i + 8 <= end; i += 8) {
     const a = c ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
@@ -64,5 +97,86 @@ export function crc32cRange(buf: Uint8Array, start: number, end: number, crc = 0
       t[buf[i + 7]!]!;
   }
   for (; i < end; i++) c = t[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
+  return c;
+}
+
+/**
+ * A WAL record's CRC-32C as PostgreSQL computes it (`xl_crc`): over the bytes after the
+ * 24-byte header (`buf[offset + 24, offset + totLen)`), then over the header's first 20 bytes
+ * (everything before `xl_crc`). Same result as two chained {@link crc32cRange} calls, faster
+ * for the short records that make up most WAL.
+ *
+ * @example
+ * ```ts
+ * recordCrc32c(buf, off, buf.readUInt32LE(off)) === buf.readUInt32LE(off + 20); // a valid record
+ * ```
+ */
+export function recordCrc32c(buf: Uint8Array, offset: number, totLen: number): number {
+  if (totLen - 24 >= NATIVE_THRESHOLD) return recordCrc32cIn(buf, undefined, offset, totLen);
+  const at = buf.byteOffset + offset;
+  if (LITTLE_ENDIAN && (at & 3) === 0) {
+    return recordCrc32cIn(buf, wordView(buf.buffer), at, totLen, offset - at);
+  }
+  return recordCrc32cIn(buf, undefined, offset, totLen);
+}
+
+/**
+ * A 32-bit word view of `buf` for {@link recordCrc32cIn}, or `undefined` when its memory
+ * cannot be read word-wise (not 4-byte aligned, or a big-endian machine).
+ *
+ * @example
+ * ```ts
+ * const words = crcWordView(chunk); // once per chunk
+ * ```
+ */
+export function crcWordView(buf: Uint8Array): Int32Array | undefined {
+  if (!LITTLE_ENDIAN || (buf.byteOffset & 3) !== 0) return undefined;
+  return new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
+}
+
+/**
+ * {@link recordCrc32c} for a record at byte `offset` of `words` (a {@link crcWordView} of
+ * `buf`, made once per buffer), where `buf[offset - shift]` is that byte (`shift` is 0 when
+ * `words` views `buf` itself).
+ *
+ * @example
+ * ```ts
+ * recordCrc32cIn(chunk, words, off, totLen) === recordCrc32c(chunk, off, totLen); // true
+ * ```
+ */
+export function recordCrc32cIn(
+  buf: Uint8Array,
+  words: Int32Array | undefined,
+  offset: number,
+  totLen: number,
+  shift = 0,
+): number {
+  const bodyLen = totLen - 24;
+  const o = offset + shift; // in buf
+  if (bodyLen >= NATIVE_THRESHOLD) {
+    return crc32cRange(buf, o, o + 20, crc32cRange(buf, o + 24, o + totLen));
+  }
+  if (words !== undefined && (offset & 3) === 0) {
+    const i = offset >>> 2;
+    const whole = bodyLen & ~3;
+    let c = crcWords(words, i + 6, whole, -1);
+    if (whole !== bodyLen) c = crcBytes(buf, o + 24 + whole, o + totLen, c);
+    return ~crcWords(words, i, 20, c) >>> 0;
+  }
+  return ~crcBytes(buf, o, o + 20, crcBytes(buf, o + 24, o + totLen, -1)) >>> 0;
+}
+
+/**
+ * CRC-32C of `buf[start, end)`, continuing from `crc` (a previous result; 0 to start), with the
+ * same conventions as `@node-rs/crc32`'s `crc32c(data, initial)`.
+ *
+ * @example
+ * ```ts
+ * crc32cRange(Buffer.from("123456789"), 0, 9); // 0xE3069283
+ * // Chaining: crc32cRange(b, 5, 9, crc32cRange(b, 0, 5)) === crc32cRange(b, 0, 9)
+ * ```
+ */
+export function crc32cRange(buf: Uint8Array, start: number, end: number, crc = 0): number {
+  if (end - start >= NATIVE_THRESHOLD) return nativeCrc32c(buf.subarray(start, end), crc);
+  return ~crcBytes(buf, start, end, ~crc) >>> 0;
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { crc32cRange } from "./crc32c.js";
+import { crcWordView, recordCrc32cIn } from "./crc32c.js";
 import {
   WalCrcMismatchError,
   WalDecodeError,
@@ -13,7 +13,7 @@ import {
 } from "./errors.js";
 import { assertLsn, formatLsn, formatLsnParts, type Lsn, lsnFromParts } from "./lsn.js";
 import { parsePageHeader, validatePageHeader } from "./page.js";
-import { decodeRecordInto, RECORD_HEADER_SIZE, WalRecord } from "./record.js";
+import { decodeRecordInto, RECORD_HEADER_SIZE, scanRecordInto, WalRecord } from "./record.js";
 import {
   assertPageSize,
   assertSegmentSize,
@@ -56,6 +56,13 @@ export interface WalDecoderOptions {
   verifyCrc?: boolean;
   /** Lower bound for the largest acceptable record (default: the version's limit, ~1 GiB). */
   maxRecordSize?: number;
+  /**
+   * Fill in each record's block references (default true). When false, records are checked
+   * exactly as thoroughly (the same errors for the same bytes) and carry every scalar field
+   * (`fpiLen`, `mainDataLen`, `origin`, ...), but `blocks` stays empty: cheaper for callers
+   * that only count, such as `waldump --stats`.
+   */
+  decodeBlocks?: boolean;
 }
 
 /**
@@ -116,6 +123,7 @@ export class WalDecoder {
   private readonly blockSize: number;
   private readonly expectedSystemId: bigint | undefined;
   private readonly verifyCrc: boolean;
+  private readonly decodeBlocks: boolean;
   private readonly maxRecordSizeOption: number | undefined;
   private segSize: number;
   private segSizeKnown: boolean;
@@ -161,6 +169,8 @@ export class WalDecoder {
   private skippedContinuation = 0;
 
   private readonly rec = new WalRecord();
+  private crcBuf: Buffer = EMPTY; // the buffer `crcWords` views
+  private crcWords: Int32Array | undefined;
   private readonly scratch = Buffer.alloc(64);
   private failure: WalDecodeError | undefined;
   private finished = false;
@@ -191,6 +201,7 @@ export class WalDecoder {
     this.format = options.majorVersion === undefined ? undefined : walFormat(options.majorVersion);
     this.expectedSystemId = options.expectedSystemId;
     this.verifyCrc = options.verifyCrc ?? true;
+    this.decodeBlocks = options.decodeBlocks ?? true;
     if (options.maxRecordSize !== undefined) {
       if (
         !Number.isSafeInteger(options.maxRecordSize) ||
@@ -592,6 +603,42 @@ export class WalDecoder {
 
   private pageHeader(): boolean {
     const fmt0 = this.format;
+    const pageHi = this.posHi;
+    const pageLo = this.posLo;
+    // Fast path: a short header inside a segment, every field as expected. Anything else
+    // takes the full path below, which names what is wrong.
+    if (fmt0 !== undefined && this.segSizeKnown && (pageLo & (this.segSize - 1)) !== 0) {
+      if (this.off === this.buf.length) this.nextChunk();
+      const b = this.buf;
+      const o = this.off;
+      if (b.length - o >= 24) {
+        const magic = b[o]! | (b[o + 1]! << 8);
+        const info = b[o + 2]! | (b[o + 3]! << 8);
+        const tli = (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) >>> 0;
+        const aLo = (b[o + 8]! | (b[o + 9]! << 8) | (b[o + 10]! << 16) | (b[o + 11]! << 24)) >>> 0;
+        const aHi =
+          (b[o + 12]! | (b[o + 13]! << 8) | (b[o + 14]! << 16) | (b[o + 15]! << 24)) >>> 0;
+        const pi = fmt0.pageInfo;
+        if (
+          magic === fmt0.pageMagic &&
+          (info & ~pi.all) === 0 &&
+          (info & pi.longHeader) === 0 &&
+          aLo === pageLo &&
+          aHi === pageHi &&
+          (this.tli === undefined || tli >= this.tli)
+        ) {
+          const remaining =
+            (b[o + 16]! | (b[o + 17]! << 8) | (b[o + 18]! << 16) | (b[o + 19]! << 24)) >>> 0;
+          this.tli = tli;
+          this.pageHdr = 24;
+          this.off = o + 24;
+          this.buffered -= 24;
+          this.advancePos(24);
+          this.afterPageHeader(fmt0, info, remaining, 24, pageHi, pageLo);
+          return true;
+        }
+      }
+    }
     let hb: Buffer;
     let ho: number;
     if (this.off === this.buf.length) this.nextChunk();
@@ -652,7 +699,21 @@ export class WalDecoder {
     this.tli = h.timeline;
     this.pageHdr = h.size;
     this.consumeUpTo(h.size);
+    this.afterPageHeader(fmt, info, h.remainingLength, h.size, pageHi, pageLo);
+    return true;
+  }
+
+  /** Sets the mode after the page header at `pageHi/pageLo` (`size` bytes) was consumed. */
+  private afterPageHeader(
+    fmt: WalFormat,
+    info: number,
+    remainingLength: number,
+    size: number,
+    pageHi: number,
+    pageLo: number,
+  ): void {
     const pi = fmt.pageInfo;
+    const pageLsn = () => lsnFromParts(pageHi, pageLo);
     switch (this.hdrCtx) {
       case CTX_START:
         if (info & pi.firstIsContrecord) {
@@ -660,16 +721,16 @@ export class WalDecoder {
           throw new WalDecodeError(
             "unexpected-contrecord",
             at,
-            `contrecord is requested by ${formatLsn(at)}: the page at ${formatLsn(pageLsn)} says it continues a record (${h.remainingLength} bytes left) where a new record must start`,
+            `contrecord is requested by ${formatLsn(at)}: the page at ${formatLsn(pageLsn())} says it continues a record (${remainingLength} bytes left) where a new record must start`,
           );
         }
         this.mode = M_RECORD;
         break;
       case CTX_CONT: {
-        const recLsn = lsnFromParts(this.recHi, this.recLo);
+        const recLsn = () => lsnFromParts(this.recHi, this.recLo);
         if (info & pi.firstIsOverwriteContrecord) {
           // The rest of this record was never written; a new record starts here instead.
-          this.abandoned.push(recLsn);
+          this.abandoned.push(recLsn());
           this.overwrittenHi = this.recHi;
           this.overwrittenLo = this.recLo;
           this.mode = M_RECORD;
@@ -678,18 +739,18 @@ export class WalDecoder {
         if (!(info & pi.firstIsContrecord)) {
           throw new WalDecodeError(
             "missing-contrecord",
-            pageLsn,
-            `there is no contrecord flag at ${formatLsn(pageLsn)}: the record at ${formatLsn(recLsn)} needs ${this.asmTot - this.asmLen} more bytes`,
-            { recordLsn: recLsn },
+            pageLsn(),
+            `there is no contrecord flag at ${formatLsn(pageLsn())}: the record at ${formatLsn(recLsn())} needs ${this.asmTot - this.asmLen} more bytes`,
+            { recordLsn: recLsn() },
           );
         }
         const want = this.asmTot - this.asmLen;
-        if (h.remainingLength === 0 || h.remainingLength !== want) {
+        if (remainingLength === 0 || remainingLength !== want) {
           throw new WalDecodeError(
             "missing-contrecord",
-            pageLsn,
-            `invalid contrecord length ${h.remainingLength} (expected ${want}) at ${formatLsn(pageLsn)} for the record at ${formatLsn(recLsn)}`,
-            { recordLsn: recLsn },
+            pageLsn(),
+            `invalid contrecord length ${remainingLength} (expected ${want}) at ${formatLsn(pageLsn())} for the record at ${formatLsn(recLsn())}`,
+            { recordLsn: recLsn() },
           );
         }
         this.mode = M_CONT;
@@ -698,8 +759,8 @@ export class WalDecoder {
       default: {
         // First page read: skip the tail of a record that started before startLsn.
         if (info & pi.firstIsContrecord) {
-          const skip = (h.remainingLength + 7) & ~7;
-          const room = this.pageSize - h.size;
+          const skip = (remainingLength + 7) & ~7;
+          const room = this.pageSize - size;
           this.mode = M_SKIP;
           if (skip >= room) {
             this.skipLeft = room;
@@ -717,7 +778,6 @@ export class WalDecoder {
         }
       }
     }
-    return true;
   }
 
   private maxRecordSize(): number {
@@ -746,7 +806,9 @@ export class WalDecoder {
     const off = this.off;
     const avail = buf.length - off;
     let totLen: number;
-    if (avail >= 4) totLen = buf.readUInt32LE(off);
+    if (avail >= 4)
+      totLen =
+        (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
     else if (this.gather(4)) totLen = this.scratch.readUInt32LE(0);
     else return null;
     if (totLen < RECORD_HEADER_SIZE) {
@@ -768,7 +830,7 @@ export class WalDecoder {
       const rec = this.rec;
       rec.lsnHi = hi;
       rec.lsnLo = lo;
-      decodeRecordInto(rec, buf, off, this.fmt, this.blockSize);
+      this.decode(rec, buf, off);
       const aligned = (totLen + 7) & ~7;
       const k = Math.min(aligned, avail);
       this.off = off + k;
@@ -838,7 +900,7 @@ export class WalDecoder {
     const rec = this.rec;
     rec.lsnHi = hi;
     rec.lsnLo = lo;
-    decodeRecordInto(rec, this.asm, 0, this.fmt, this.blockSize);
+    this.decode(rec, this.asm, 0);
     const pad = (8 - (this.posLo & 7)) & 7;
     const k = this.consumeUpTo(pad);
     this.mode = M_RECORD;
@@ -920,8 +982,8 @@ export class WalDecoder {
         { recordLsn: at },
       );
     }
-    const pLo = b.readUInt32LE(o + 8);
-    const pHi = b.readUInt32LE(o + 12);
+    const pLo = (b[o + 8]! | (b[o + 9]! << 8) | (b[o + 10]! << 16) | (b[o + 11]! << 24)) >>> 0;
+    const pHi = (b[o + 12]! | (b[o + 13]! << 8) | (b[o + 14]! << 16) | (b[o + 15]! << 24)) >>> 0;
     if (this.prevHi < 0) {
       if (!(pHi < hi || (pHi === hi && pLo < lo))) {
         const at = lsnFromParts(hi, lo);
@@ -943,9 +1005,21 @@ export class WalDecoder {
     }
   }
 
+  private decode(rec: WalRecord, b: Buffer, o: number): void {
+    const fmt = this.fmt;
+    // The lean scan declines anything it would reject; the full decode then names the error.
+    if (this.decodeBlocks || !scanRecordInto(rec, b, o, fmt, this.blockSize)) {
+      decodeRecordInto(rec, b, o, fmt, this.blockSize);
+    }
+  }
+
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
-    const actual = crc32cRange(b, o, o + 20, crc32cRange(b, o + RECORD_HEADER_SIZE, o + totLen));
-    const stored = b.readUInt32LE(o + 20);
+    if (b !== this.crcBuf) {
+      this.crcBuf = b;
+      this.crcWords = crcWordView(b);
+    }
+    const actual = recordCrc32cIn(b, this.crcWords, o, totLen);
+    const stored = (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
     if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
   }
 }

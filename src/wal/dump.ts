@@ -155,6 +155,23 @@ export class WalStats {
     this.#fpi[id]! += rec.fpiLen;
   }
 
+  /**
+   * Adds counts gathered elsewhere (another thread, another stretch of WAL) to resource
+   * manager `rmid`; `count`, `startLsn` and `endLsn` are the caller's to set.
+   *
+   * @example
+   * ```ts
+   * import { WalStats } from "tideline/wal";
+   * const stats = new WalStats(15);
+   * stats.addCounts(10, 3, 180, 0); // three Heap records of 180 bytes in all
+   * ```
+   */
+  addCounts(rmid: number, count: number, recordBytes: number, fpiBytes: number): void {
+    this.#count[rmid]! += count;
+    this.#rec[rmid]! += recordBytes;
+    this.#fpi[rmid]! += fpiBytes;
+  }
+
   /** The rows pg_waldump prints: every built-in rmgr, custom ones only when seen. */
   #rows(): { name: string; id: number }[] {
     const rows = rmgrs(this.version).map((r) => ({ name: r.name, id: r.id }));

@@ -685,6 +685,146 @@ export function decodeRecordInto(
   rec.mainDataOffset = q;
 }
 
+/**
+ * The scalar part of {@link decodeRecordInto}, without filling block references: header
+ * fields, `fpiLen`, main data, origin and top-level xid, with every check `decodeRecordInto`
+ * makes. Returns false instead of throwing when the record is invalid (call `decodeRecordInto`
+ * then for the error); `rec.blocks` is left empty.
+ *
+ * @example
+ * ```ts
+ * if (!scanRecordInto(rec, buf, off, fmt)) decodeRecordInto(rec, buf, off, fmt); // throws
+ * ```
+ */
+export function scanRecordInto(
+  rec: WalRecord,
+  buf: Buffer,
+  offset: number,
+  format: WalFormat = DEFAULT_WAL_FORMAT,
+  blockSize = 8192,
+): boolean {
+  const totLen =
+    (buf[offset]! |
+      (buf[offset + 1]! << 8) |
+      (buf[offset + 2]! << 16) |
+      (buf[offset + 3]! << 24)) >>>
+    0;
+  if (totLen < RECORD_HEADER_SIZE || offset + totLen > buf.length) return false;
+  const end = offset + totLen;
+  let p = offset + RECORD_HEADER_SIZE;
+  let datatotal = 0;
+  let maxId = -1;
+  let haveRel = false;
+  let fpiLen = 0;
+  let mainDataLen = 0;
+  let hasOrigin = false;
+  let originId = 0;
+  let toplevel = 0;
+  const bf = format.blockFlags;
+  const imf = format.imageFlags;
+  const compressMask = imf.compressPglz | imf.compressLz4 | imf.compressZstd;
+  const maxBlockId = format.maxBlockId;
+  while (end - p > datatotal) {
+    const id = buf[p++]!;
+    if (id > maxBlockId) {
+      if (id === format.blockIdDataShort) {
+        if (end - p < 1) return false;
+        mainDataLen = buf[p++]!;
+        datatotal += mainDataLen;
+        break;
+      }
+      if (id === format.blockIdDataLong) {
+        if (end - p < 4) return false;
+        mainDataLen =
+          (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
+        p += 4;
+        datatotal += mainDataLen;
+        break;
+      }
+      if (id === format.blockIdOrigin) {
+        if (end - p < 2) return false;
+        originId = buf[p]! | (buf[p + 1]! << 8);
+        hasOrigin = true;
+        p += 2;
+        continue;
+      }
+      if (id === format.blockIdToplevelXid) {
+        if (end - p < 4) return false;
+        toplevel = (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
+        p += 4;
+        continue;
+      }
+      return false;
+    }
+    if (id <= maxId) return false;
+    maxId = id;
+    if (end - p < 3) return false;
+    const ff = buf[p]!;
+    const dataLen = buf[p + 1]! | (buf[p + 2]! << 8);
+    p += 3;
+    if ((ff & bf.hasData) !== 0 ? dataLen === 0 : dataLen !== 0) return false;
+    datatotal += dataLen;
+    if ((ff & bf.hasImage) !== 0) {
+      if (end - p < 5) return false;
+      const imageLen = buf[p]! | (buf[p + 1]! << 8);
+      const holeOffset = buf[p + 2]! | (buf[p + 3]! << 8);
+      const bi = buf[p + 4]!;
+      p += 5;
+      const compressed = (bi & compressMask) !== 0;
+      const hasHole = (bi & imf.hasHole) !== 0;
+      let holeLength: number;
+      if (compressed) {
+        if (hasHole) {
+          if (end - p < 2) return false;
+          holeLength = buf[p]! | (buf[p + 1]! << 8);
+          p += 2;
+        } else holeLength = 0;
+      } else holeLength = blockSize - imageLen;
+      datatotal += imageLen;
+      fpiLen += imageLen;
+      if (hasHole) {
+        if (holeOffset === 0 || holeLength === 0 || imageLen === blockSize) return false;
+      } else if (holeOffset !== 0 || holeLength !== 0) return false;
+      if (compressed && imageLen === blockSize) return false;
+    }
+    if ((ff & bf.sameRel) === 0) {
+      if (end - p < 12) return false;
+      p += 12;
+      haveRel = true;
+    } else if (!haveRel) return false;
+    if (end - p < 4) return false;
+    p += 4;
+  }
+  if (end - p !== datatotal) return false;
+  rec.format = format;
+  rec.blockSize = blockSize;
+  rec.buffer = buf;
+  rec.offset = offset;
+  rec.totLen = totLen;
+  rec.xid =
+    (buf[offset + 4]! |
+      (buf[offset + 5]! << 8) |
+      (buf[offset + 6]! << 16) |
+      (buf[offset + 7]! << 24)) >>>
+    0;
+  rec.info = buf[offset + 16]!;
+  rec.rmid = buf[offset + 17]!;
+  rec.crc =
+    (buf[offset + 20]! |
+      (buf[offset + 21]! << 8) |
+      (buf[offset + 22]! << 16) |
+      (buf[offset + 23]! << 24)) >>>
+    0;
+  rec.hasOrigin = hasOrigin;
+  rec.originId = originId;
+  rec.toplevelXidValue = toplevel;
+  rec.mainDataLen = mainDataLen;
+  rec.mainDataOffset = totLen - mainDataLen;
+  rec.fpiLen = fpiLen;
+  if (rec.blocks.length !== 0) rec.blocks.length = 0;
+  return true;
+}
+
 function shortData(rec: WalRecord, totLen: number): WalRecordLengthError {
   return new WalRecordLengthError(
     rec.lsn,
