@@ -271,6 +271,47 @@ async function benchWaitLsnStreaming(wal: Wal): Promise<void> {
   }
 }
 
+/**
+ * (c) Reads from layer files: `records()` over a range (decoded as `waldump --json`), and
+ * `blockHistory()` of busy blocks. Not a goal of the issue; here to track the cost per record.
+ */
+async function benchReads(wal: Wal): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), "tideline-bench-reads-"));
+  try {
+    const size = Math.min(wal.bytes.length, 64 * MiB);
+    const tl = await Timeline.create({
+      dataDir,
+      id: "reads",
+      startLsn: wal.start,
+      segmentSize: wal.segmentSize,
+    });
+    const c = ctx();
+    for (let off = 0; off < size; off += PIECE)
+      await tl.ingest(
+        wal.start + BigInt(off),
+        wal.bytes.subarray(off, Math.min(off + PIECE, size)),
+        c,
+      );
+    await tl.flush(c);
+    const recs = wal.records.filter((r) => r.end <= tl.lastRecordLsn);
+    const from = recs[1000]!.lsn;
+    const to = recs[Math.min(recs.length - 1, 3000)]!.lsn;
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    for await (const _ of tl.records(from, to, c)) n++;
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    const raw0 = process.hrtime.bigint();
+    const bytes = await tl.readWal(from, to, c);
+    const rawS = Number(process.hrtime.bigint() - raw0) / 1e9;
+    console.log(
+      `reads from one 64 MiB layer file: records() ${n} records (${(bytes.length / MiB).toFixed(1)} MiB) in ${s.toFixed(2)} s = ${(n / s).toFixed(0)} records/s; readWal of the same range ${(rawS * 1e3).toFixed(1)} ms`,
+    );
+    await tl.shutdown("hard");
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await walDir();
   if (dir === undefined) {
@@ -282,6 +323,7 @@ async function main(): Promise<void> {
   if (which === undefined || which === "ingest") await benchIngest(wal);
   if (which === undefined || which === "wait") await benchWaitLsn(wal);
   if (which === undefined || which === "stream") await benchWaitLsnStreaming(wal);
+  if (which === undefined || which === "reads") await benchReads(wal);
 }
 
 await main();
