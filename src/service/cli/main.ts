@@ -7,18 +7,18 @@
  */
 import { Command, CommanderError } from "commander";
 import { VERSION } from "../version.js";
-import { commands } from "./commands/index.js";
+import { loadCommands, type RegisterCommand } from "./commands/index.js";
 
 /**
- * Builds the `tideline` program with every command registered.
+ * Builds the `tideline` program with `commands` registered (see `loadCommands`).
  *
  * @example
  * ```ts
  * import { buildProgram } from "tideline/cli";
- * await buildProgram().parseAsync(["node", "tideline", "--help"]);
+ * await buildProgram(await loadCommands()).parseAsync(["node", "tideline", "--help"]);
  * ```
  */
-export function buildProgram(): Command {
+export function buildProgram(commands: readonly RegisterCommand[]): Command {
   const program = new Command("tideline")
     .description(
       "Stream PostgreSQL's write-ahead log into durable, queryable timelines.\n" +
@@ -36,7 +36,9 @@ export function buildProgram(): Command {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  // Load only the command named (the first word that is not an option), or all of them.
+  const name = argv.slice(2).find((a) => !a.startsWith("-"));
+  const program = buildProgram(await loadCommands(name)).exitOverride();
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;

@@ -5,7 +5,7 @@
  * @module
  */
 import { InvalidArgumentError } from "commander";
-import { type Lsn, parseLsn } from "../../../wal/index.js";
+import { type Lsn, parseLsn } from "../../../wal/lsn.js";
 
 /**
  * Parses an LSN option (`16/B374D848`).

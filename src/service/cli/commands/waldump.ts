@@ -5,27 +5,28 @@
  * @module
  */
 import { closeSync, openSync, readSync } from "node:fs";
-import type { Command } from "commander";
-import {
-  checkVersion,
-  formatLsn,
-  formatRecordLine,
-  type Lsn,
-  listWalSegments,
-  pageStart,
-  recordToJson,
-  type SupportedVersion,
-  segmentNumber,
-  segmentOffset,
-  segmentStartLsn,
-  WalDecodeError,
-  WalDecoder,
-  WalFilesError,
-  type WalRecord,
-  WalStats,
-} from "../../../wal/index.js";
+import { availableParallelism } from "node:os";
+import { type Command, InvalidArgumentError } from "commander";
+// The wal modules one by one, not wal/index.js: a command line starts faster without the
+// replication protocol and everything else it does not use.
+import { WalDecoder } from "../../../wal/decoder.js";
+import { formatRecordLine, recordToJson, WalStats } from "../../../wal/dump.js";
+import { WalDecodeError } from "../../../wal/errors.js";
+import { formatLsn, type Lsn } from "../../../wal/lsn.js";
+import type { WalRecord } from "../../../wal/record.js";
+import { checkVersion, type SupportedVersion } from "../../../wal/rmgr/versions.js";
+import { pageStart, segmentNumber, segmentOffset, segmentStartLsn } from "../../../wal/segment.js";
+import { listWalSegments, WalFilesError } from "../../../wal/wal_files.js";
 import { lsnOption, timelineOption } from "./options.js";
 import { BufferedOutput } from "./output.js";
+import { runParallelStats, splitRanges } from "./waldump_parallel.js";
+import {
+  type CombinedStats,
+  type RangeResult,
+  SCAN_CHUNK,
+  type StatsJob,
+  scanStatsRange,
+} from "./waldump_scan.js";
 
 /** Options of {@linkcode runWaldump}. */
 export interface WaldumpOptions {
@@ -34,9 +35,18 @@ export interface WaldumpOptions {
   start?: Lsn;
   end?: Lsn;
   timeline?: number;
+  /**
+   * Threads decoding `--stats` (default: one per CPU, at most 8, and 1 below 64 MiB of WAL).
+   * Every thread decodes whole ranges of segments; the numbers, the end and the errors are
+   * those of one sequential run.
+   */
+  jobs?: number;
 }
 
-const READ_CHUNK = 8 << 20;
+/** Below this much WAL, starting threads costs more than it saves. */
+const PARALLEL_MIN_BYTES = 64 << 20;
+/** Ranges per thread: taken in order as threads become free, so that all finish together. */
+const RANGES_PER_THREAD = 32;
 
 /**
  * Runs `tideline waldump` and returns the exit code: 0 when the WAL was read to its end
@@ -46,14 +56,14 @@ const READ_CHUNK = 8 << 20;
  * @example
  * ```ts
  * import { runWaldump } from "./waldump.js";
- * process.exitCode = runWaldump(["/var/lib/postgresql/15/main/pg_wal"], { stats: true });
+ * process.exitCode = await runWaldump(["/var/lib/postgresql/15/main/pg_wal"], { stats: true });
  * ```
  */
-export function runWaldump(
+export async function runWaldump(
   paths: readonly string[],
   options: WaldumpOptions,
   fds: { stdout: number; stderr: number } = { stdout: 1, stderr: 2 },
-): number {
+): Promise<number> {
   const out = new BufferedOutput(fds.stdout);
   const err = new BufferedOutput(fds.stderr);
   const say = (message: string) => {
@@ -96,8 +106,37 @@ export function runWaldump(
     fileOffset = segmentOffset(startLsn, segmentSize);
   }
 
+  if (options.stats) {
+    const job: StatsJob = {
+      files,
+      segmentSize,
+      ranges: splitRanges(files.length, segmentSize, startLsn, fileOffset, 1),
+      start: options.start,
+      end: options.end,
+    };
+    let threads = options.jobs ?? Math.min(availableParallelism(), 8);
+    if (options.jobs === undefined) {
+      const bytes = files.reduce((n, f) => n + f.size, 0) - fileOffset;
+      if (bytes < PARALLEL_MIN_BYTES) threads = 1;
+    }
+    threads = Math.min(threads, files.length);
+    let combined: CombinedStats | undefined;
+    if (threads > 1) {
+      const ranges = splitRanges(
+        files.length,
+        segmentSize,
+        startLsn,
+        fileOffset,
+        threads * RANGES_PER_THREAD,
+      );
+      combined = await runParallelStats({ ...job, ranges }, threads);
+    }
+    // One range over everything: the sequential run (also when the ranges did not join up).
+    combined ??= combineFinal(scanStatsRange(job, 0));
+    return reportStats(combined, options, out, say);
+  }
+
   const decoder = new WalDecoder({ startLsn, segmentSize });
-  let stats: WalStats | undefined;
   let version: SupportedVersion | undefined;
   let printed = 0;
   let reachedEnd = false;
@@ -118,10 +157,7 @@ export function runWaldump(
       }
     }
     if (version === undefined) version = checkVersion(decoder.majorVersion);
-    if (options.stats) {
-      if (stats === undefined) stats = new WalStats(version);
-      stats.add(rec);
-    } else if (options.json) {
+    if (options.json) {
       out.line(JSON.stringify(recordToJson(rec, version)));
     } else {
       out.line(formatRecordLine(rec, version));
@@ -137,14 +173,17 @@ export function runWaldump(
     return true;
   };
 
+  let chunk = Buffer.allocUnsafeSlow(SCAN_CHUNK);
   let failure: unknown;
   try {
     outer: for (const file of files) {
       const fd = openSync(file.path, "r");
       try {
-        for (let pos = fileOffset; pos < file.size; pos += READ_CHUNK) {
-          const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, file.size - pos));
-          const n = readSync(fd, chunk, 0, chunk.length, pos);
+        for (let pos = fileOffset; pos < file.size; pos += SCAN_CHUNK) {
+          // Reuse the buffer once the decoder has let go of it (records are printed by then).
+          if (decoder.bufferedBytes !== 0) chunk = Buffer.allocUnsafeSlow(SCAN_CHUNK);
+          const want = Math.min(SCAN_CHUNK, file.size - pos);
+          const n = readSync(fd, chunk, 0, want, pos);
           decoder.push(n === chunk.length ? chunk : chunk.subarray(0, n));
           if (!drain()) break outer;
         }
@@ -161,19 +200,10 @@ export function runWaldump(
     failure = error;
   }
 
-  if (stats !== undefined) {
-    out.line(options.json ? JSON.stringify(stats.toJson()) : stats.formatText().trimEnd());
-  } else if (options.stats) {
-    out.line(
-      options.json
-        ? JSON.stringify(new WalStats(checkVersion(decoder.majorVersion ?? 15)).toJson())
-        : "",
-    );
-  }
   out.flush();
 
   if (failure === undefined) {
-    if (printed === 0 && !options.stats) say("no records in the range read");
+    if (printed === 0) say("no records in the range read");
     return 0;
   }
   if (failure instanceof WalDecodeError) {
@@ -185,6 +215,61 @@ export function runWaldump(
     return 1;
   }
   throw failure;
+}
+
+/** A sequential run's single range, as {@linkcode CombinedStats}. */
+function combineFinal(r: RangeResult): CombinedStats {
+  return {
+    majorVersion: r.majorVersion,
+    count: r.count,
+    sums: r.sums,
+    firstLsn: r.firstLsn,
+    lastEnd: r.lastEnd,
+    stop: r.stop === "error" || r.stop === "end-option" ? r.stop : "input-end",
+    error: r.error,
+  };
+}
+
+/** Prints the `--stats` table (or JSON) and the reason decoding stopped; the exit code. */
+function reportStats(
+  c: CombinedStats,
+  options: WaldumpOptions,
+  out: BufferedOutput,
+  say: (message: string) => void,
+): number {
+  if (options.start !== undefined && c.firstLsn !== undefined && c.firstLsn !== options.start) {
+    say(
+      `first record is after ${formatLsn(options.start)}, at ${formatLsn(c.firstLsn)}, skipping over ${c.firstLsn - options.start} bytes`,
+    );
+  }
+  const stats = new WalStats(checkVersion(c.majorVersion ?? 15));
+  for (let id = 0; id < 256; id++) {
+    const n = c.sums[id]!;
+    if (n > 0) stats.addCounts(id, n, c.sums[256 + id]!, c.sums[512 + id]!);
+  }
+  stats.count = c.count;
+  stats.startLsn = c.firstLsn;
+  stats.endLsn = c.lastEnd;
+  if (options.json) out.line(JSON.stringify(stats.toJson()));
+  else out.line(c.count > 0 ? stats.formatText().trimEnd() : "");
+  out.flush();
+  const e = c.error;
+  if (c.stop !== "error" || e === undefined) return 0;
+  if (e.kind === "decode") {
+    say(e.endOfWal ? `end of WAL: ${e.message}` : `error in WAL: ${e.message}`);
+    return e.endOfWal ? 0 : 1;
+  }
+  say(e.message);
+  return 1;
+}
+
+/** Parses `--jobs`: 1 .. 64 threads. */
+function jobsOption(value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 64) {
+    throw new InvalidArgumentError(`"${value}" is not a thread count; expected 1 to 64`);
+  }
+  return n;
 }
 
 /**
@@ -214,6 +299,11 @@ export function registerWaldump(program: Command): void {
       "read this PostgreSQL timeline when the files hold several",
       timelineOption,
     )
+    .option(
+      "-j, --jobs <n>",
+      "threads for --stats (default: one per CPU up to 8; 1 below 64 MiB of WAL)",
+      jobsOption,
+    )
     .addHelpText(
       "after",
       `
@@ -228,7 +318,7 @@ Examples:
   tideline waldump --stats --json pg_wal/000000010000000000000003
   tideline waldump --json --start 0/3000060 --end 0/3100000 pg_wal | jq .type`,
     )
-    .action((paths: string[], options: WaldumpOptions) => {
-      process.exitCode = runWaldump(paths, options);
+    .action(async (paths: string[], options: WaldumpOptions) => {
+      process.exitCode = await runWaldump(paths, options);
     });
 }

@@ -1,0 +1,276 @@
+/**
+ * The counting core of `tideline waldump --stats`: decode a range of segment files and add up
+ * records per resource manager. Runs on the main thread (one range covering everything: the
+ * sequential run) and in worker threads (one range each of several), so it imports only the
+ * decoder.
+ *
+ * A range starts at its first segment's start (or `--start`'s page) and owns exactly the
+ * records that start before the next range's first segment; it reads on into later files to
+ * finish the record that spans its end, then decodes one more record, the *sentinel*: the first
+ * record of the next range, decoded with the state the sequential run would have there. The
+ * next range's result is only used when the first record it decoded is that sentinel; see
+ * {@link combineRanges}.
+ *
+ * @module
+ */
+import { closeSync, openSync, readSync } from "node:fs";
+import { WalDecoder } from "../../../wal/decoder.js";
+import { WalDecodeError } from "../../../wal/errors.js";
+import type { Lsn } from "../../../wal/lsn.js";
+
+/** What every range of one `--stats` run shares. */
+export interface StatsJob {
+  /** The segment files, in order, from the first one read. */
+  readonly files: readonly { readonly path: string; readonly size: number }[];
+  readonly segmentSize: number;
+  /** The ranges: each starts at `files[file]`, at byte `offset` of it (0 but for the first). */
+  readonly ranges: readonly StatsRange[];
+  /** `--start`: records before it are decoded but not counted. */
+  readonly start?: Lsn | undefined;
+  /** `--end`: decoding stops at the first counted record ending after it. */
+  readonly end?: Lsn | undefined;
+}
+
+/** One range of a {@link StatsJob}. */
+export interface StatsRange {
+  /** Index in `files` of its first segment. */
+  readonly file: number;
+  /** Byte offset in that file where decoding starts (a page start). */
+  readonly offset: number;
+  /** The LSN of that byte. */
+  readonly startLsn: Lsn;
+  /** Where the next range starts; `undefined` for the last range. */
+  readonly endLsn: Lsn | undefined;
+}
+
+/** How a range's decoding stopped. */
+export type RangeStop =
+  /** Decoded the next range's first record (`sentinel`): the range is complete. */
+  | "sentinel"
+  /** The input ended cleanly at a record boundary. */
+  | "input-end"
+  /** A record ended after `--end`. */
+  | "end-option"
+  /** `error` says why. */
+  | "error"
+  /** Given up because an earlier range already stopped the run. */
+  | "aborted";
+
+/** What decoding one range found. */
+export interface RangeResult {
+  readonly range: number;
+  stop: RangeStop;
+  /** The major version named by the first page header read. */
+  majorVersion: number | undefined;
+  /** Records counted. */
+  count: number;
+  /** Per resource manager id: record count at `[id]`, record bytes at `[256 + id]`, FPI bytes at `[512 + id]`. */
+  readonly sums: Float64Array;
+  /** The first counted record's LSN and the last one's end. */
+  firstLsn: Lsn | undefined;
+  lastEnd: Lsn | undefined;
+  /** The first record decoded (counted or not, owned or not). */
+  firstDecoded: Lsn | undefined;
+  /** With `stop` "sentinel": the LSN of the first record at or after `endLsn`. */
+  sentinel: Lsn | undefined;
+  /** With `stop` "error". */
+  error: ScanError | undefined;
+}
+
+/** An error that ended a range, in a form that crosses threads. */
+export interface ScanError {
+  /** `decode`: a WalDecodeError; `usage`: a RangeError or TypeError (bad input). */
+  readonly kind: "decode" | "usage";
+  readonly message: string;
+  readonly endOfWal: boolean;
+}
+
+/** Bytes read at a time: a multiple of every page size, small enough to stay in cache. */
+export const SCAN_CHUNK = 1 << 20;
+
+/**
+ * Decodes range `index` of `job` and counts its records. `shouldStop()` is asked between chunks:
+ * when it returns true the range is given up (`stop` "aborted"). `buffer` (SCAN_CHUNK bytes,
+ * free for the taking: the range owns it until it returns) saves an allocation.
+ *
+ * @example
+ * ```ts
+ * const r = scanStatsRange(job, 0);
+ * console.log(r.count, r.stop);
+ * ```
+ */
+export function scanStatsRange(
+  job: StatsJob,
+  index: number,
+  shouldStop: () => boolean = () => false,
+  buffer?: Buffer,
+): RangeResult {
+  const range = job.ranges[index]!;
+  const result: RangeResult = {
+    range: index,
+    stop: "input-end",
+    majorVersion: undefined,
+    count: 0,
+    sums: new Float64Array(768),
+    firstLsn: undefined,
+    lastEnd: undefined,
+    firstDecoded: undefined,
+    sentinel: undefined,
+    error: undefined,
+  };
+  const sums = result.sums;
+  const { start, end } = job;
+  const last = range.endLsn === undefined;
+  const reHi = last ? 0 : Number(range.endLsn >> 32n);
+  const reLo = last ? 0 : Number(range.endLsn & 0xffff_ffffn);
+  const dec = new WalDecoder({
+    startLsn: range.startLsn,
+    segmentSize: job.segmentSize,
+    decodeBlocks: false,
+  });
+  let count = 0;
+  let firstHi = -1;
+  let firstLo = 0;
+  let lastHi = -1;
+  let lastLo = 0;
+
+  /** Decodes what is buffered; false once the range is complete. */
+  const drain = (): boolean => {
+    for (let rec = dec.next(); rec !== undefined; rec = dec.next()) {
+      const hi = rec.lsnHi;
+      const lo = rec.lsnLo;
+      if (result.firstDecoded === undefined) result.firstDecoded = rec.lsn;
+      if (!last && (hi > reHi || (hi === reHi && lo >= reLo))) {
+        result.sentinel = rec.lsn;
+        result.stop = "sentinel";
+        return false;
+      }
+      if (start !== undefined && rec.lsn < start) continue;
+      if (end !== undefined && rec.end > end) {
+        result.stop = "end-option";
+        return false;
+      }
+      const id = rec.rmid;
+      const fpi = rec.fpiLen;
+      sums[id]!++;
+      sums[256 + id]! += rec.totLen - fpi;
+      sums[512 + id]! += fpi;
+      count++;
+      if (firstHi < 0) {
+        firstHi = hi;
+        firstLo = lo;
+      }
+      lastHi = rec.endHi;
+      lastLo = rec.endLo;
+    }
+    return true;
+  };
+
+  let chunk = buffer ?? Buffer.allocUnsafeSlow(SCAN_CHUNK);
+  try {
+    let done = false;
+    outer: for (let f = range.file; f < job.files.length; f++) {
+      const file = job.files[f]!;
+      const fd = openSync(file.path, "r");
+      try {
+        for (let pos = f === range.file ? range.offset : 0; pos < file.size; pos += SCAN_CHUNK) {
+          if (shouldStop()) {
+            result.stop = "aborted";
+            done = true;
+            break outer;
+          }
+          // The decoder keeps a reference to what it has not consumed: reuse the buffer only
+          // when it holds none of it (always, with page-aligned chunks; but never assume).
+          if (dec.bufferedBytes !== 0) chunk = Buffer.allocUnsafeSlow(SCAN_CHUNK);
+          const want = Math.min(SCAN_CHUNK, file.size - pos);
+          const n = readSync(fd, chunk, 0, want, pos);
+          if (n > 0) dec.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+          if (!drain()) {
+            done = true;
+            break outer;
+          }
+          if (n < want) break;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (!done) {
+      dec.end();
+      drain();
+    }
+  } catch (error) {
+    if (error instanceof WalDecodeError) {
+      result.stop = "error";
+      result.error = { kind: "decode", message: error.message, endOfWal: error.endOfWal };
+    } else if (error instanceof RangeError || error instanceof TypeError) {
+      result.stop = "error";
+      result.error = { kind: "usage", message: error.message, endOfWal: false };
+    } else throw error;
+  }
+  result.majorVersion = dec.majorVersion;
+  result.count = count;
+  if (firstHi >= 0) {
+    result.firstLsn = (BigInt(firstHi) << 32n) | BigInt(firstLo);
+    result.lastEnd = (BigInt(lastHi) << 32n) | BigInt(lastLo);
+  }
+  return result;
+}
+
+/** The whole run's outcome, as the sequential run would have it. */
+export interface CombinedStats {
+  majorVersion: number | undefined;
+  count: number;
+  readonly sums: Float64Array;
+  firstLsn: Lsn | undefined;
+  lastEnd: Lsn | undefined;
+  /** How the run stopped ("sentinel" never: the last range has none). */
+  stop: Exclude<RangeStop, "sentinel" | "aborted">;
+  error: ScanError | undefined;
+}
+
+/**
+ * Adds up range results in order, as one sequential run would have counted: up to and
+ * including the first range that stopped (an error, `--end`, the end of the input); later
+ * ranges are dropped. Returns `undefined` when a range does not begin exactly where the one
+ * before left off (its first record is not that range's sentinel): then only a sequential run
+ * knows what happens there.
+ *
+ * @example
+ * ```ts
+ * const all = combineRanges(results) ?? combineRanges([scanStatsRange(sequentialJob, 0)])!;
+ * ```
+ */
+export function combineRanges(
+  results: readonly (RangeResult | undefined)[],
+): CombinedStats | undefined {
+  const out: CombinedStats = {
+    majorVersion: results[0]?.majorVersion,
+    count: 0,
+    sums: new Float64Array(768),
+    firstLsn: undefined,
+    lastEnd: undefined,
+    stop: "input-end",
+    error: undefined,
+  };
+  let sentinel: Lsn | undefined;
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i];
+    if (r === undefined || r.range !== i || r.stop === "aborted") return undefined;
+    if (i > 0 && r.firstDecoded !== sentinel) return undefined;
+    out.count += r.count;
+    for (let k = 0; k < 768; k++) out.sums[k]! += r.sums[k]!;
+    if (r.firstLsn !== undefined) {
+      out.firstLsn ??= r.firstLsn;
+      out.lastEnd = r.lastEnd;
+    }
+    if (r.stop !== "sentinel") {
+      out.stop = r.stop;
+      out.error = r.error;
+      return out;
+    }
+    sentinel = r.sentinel;
+  }
+  // The last range has no end, so it never stops at a sentinel.
+  return undefined;
+}
