@@ -8,13 +8,18 @@
  * Seeded (fast-check), so a failure reproduces; fast-check prints the shrunk case.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
-import { type BlockKey, Timeline, writeLayerFile } from "../../src/timeline/index.js";
+import {
+  type BlockKey,
+  exportSegments,
+  Timeline,
+  writeLayerFile,
+} from "../../src/timeline/index.js";
 import {
   formatLsn,
   parseSegmentFileName,
@@ -229,7 +234,50 @@ describe("Timeline reads, property-style, against the server's segment files", {
     );
   }
 
-  it("raw WAL, records and block histories across layer files, frozen layers and the open layer", {
+  /** Export of random [from, to): whole segments as pg_wal has them, the last one .partial and zero-padded. */
+  async function checkExports(tl: Timeline, runs: number, seed: number) {
+    const size = BigInt(src.segmentSize);
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: src.bytes.length - 1 }),
+        fc.integer({ min: 1, max: src.bytes.length }),
+        async (a, b) => {
+          const from = src.start + BigInt(Math.min(a, b - 1));
+          const to = src.start + BigInt(Math.max(a + 1, b));
+          const out = join(dir, `export-${n++}`);
+          mkdirSync(out);
+          const { files } = await exportSegments(tl, out, { from, to }, ctx());
+          assert.deepEqual(readdirSync(out).sort(), [...files].sort(), "no temp files left");
+          const first = (from - src.start) / size;
+          const last = (to - 1n - src.start) / size;
+          assert.equal(files.length, Number(last - first) + 1);
+          for (const [i, name] of files.entries()) {
+            const seg = src.segments[Number(first) + i]!;
+            const bytes = readFileSync(join(out, name));
+            assert.equal(bytes.length, src.segmentSize);
+            const segStart = src.start + (first + BigInt(i)) * size;
+            if (segStart + size <= to) {
+              assert.equal(name, seg.name);
+              assert.ok(bytes.equals(seg.bytes), `${name} is byte-exact`);
+            } else {
+              assert.equal(name, `${seg.name}.partial`);
+              const used = Number(to - segStart);
+              assert.ok(bytes.subarray(0, used).equals(seg.bytes.subarray(0, used)));
+              assert.ok(
+                bytes.subarray(used).every((x) => x === 0),
+                "zero-padded",
+              );
+            }
+          }
+          rmSync(out, { recursive: true, force: true });
+        },
+      ),
+      { seed, numRuns: runs },
+    );
+  }
+
+  it("raw WAL, records, block histories and exports across layer files, frozen layers and the open layer", {
     timeout: 120_000,
   }, async (t) => {
     let written = 0;
@@ -305,6 +353,7 @@ describe("Timeline reads, property-style, against the server's segment files", {
       await checkRawReads(reopened, src.end, 100, SEED + 5);
       await checkRecordReads(reopened, src.end, 30, SEED + 6);
       await checkBlockHistory(reopened, 40, SEED + 7);
+      await checkExports(reopened, 12, SEED + 8);
     } finally {
       await reopened.shutdown("hard");
     }
