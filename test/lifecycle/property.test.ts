@@ -27,7 +27,10 @@ import {
   withTimeout,
 } from "../../src/lifecycle/index.js";
 
-const SEED = 20_261_126;
+// Fixed, so that `npm test` is reproducible; set TIDELINE_PROPERTY_SEED (and
+// TIDELINE_PROPERTY_RUNS, a multiplier) to explore further.
+const SEED = Number(process.env.TIDELINE_PROPERTY_SEED ?? 20_261_126);
+const RUNS = Number(process.env.TIDELINE_PROPERTY_RUNS ?? 1);
 
 // ---------------------------------------------------------------------------------
 // Turns of the event loop
@@ -589,7 +592,7 @@ describe("lifecycle properties: trees of tokens, gates and tasks", () => {
           }
         },
       ),
-      { seed: SEED, numRuns: 100 },
+      { seed: SEED, numRuns: 500 * RUNS },
     );
   });
 });
@@ -772,7 +775,7 @@ describe("lifecycle properties: SeqWait", () => {
         }
         await assertNoUnhandledRejection();
       }),
-      { seed: SEED, numRuns: 300 },
+      { seed: SEED, numRuns: 1000 * RUNS },
     );
   });
 });
@@ -1006,7 +1009,7 @@ describe("lifecycle properties: Channel", () => {
       ),
       {
         seed: SEED,
-        numRuns: 300,
+        numRuns: 1000 * RUNS,
         examples: [
           // A cancelled sender at the head of the queue held back one that fit.
           [
