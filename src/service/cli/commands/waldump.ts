@@ -130,6 +130,12 @@ export async function runWaldump(
         threads * RANGES_PER_THREAD,
       );
       combined = await runParallelStats({ ...job, ranges }, threads);
+      // For tests: show that the ranges were used, or that a sequential run had to decide.
+      if (process.env.TIDELINE_WALDUMP_TRACE === "1") {
+        say(
+          `${threads} threads, ${ranges.length} ranges: ${combined === undefined ? "ranges did not join up, decoding sequentially" : "ranges joined up"}`,
+        );
+      }
     }
     // One range over everything: the sequential run (also when the ranges did not join up).
     combined ??= combineFinal(scanStatsRange(job, 0));
