@@ -288,7 +288,7 @@ describe("Timeline crash safety (SIGKILL at random instants)", {
     let killedMidWay = 0;
     const kinds: KillPlan["kind"][] = [];
     const discarded: string[] = [];
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 14; round++) {
       // Round 0 dies before it can do anything; then a seeded mix.
       const r = rnd();
       const plan: KillPlan =
@@ -297,11 +297,15 @@ describe("Timeline crash safety (SIGKILL at random instants)", {
           : r < 0.2
             ? { kind: "on-line", prefix: "open", nth: 1 }
             : r < 0.45
-              ? { kind: "after-lines", lines: 1 + Math.floor(rnd() * 200) }
+              ? { kind: "after-lines", lines: 1 + Math.floor(rnd() * 120) }
               : r < 0.75
                 ? {
                     kind: "on-line",
-                    prefix: rnd() < 0.5 ? "layer-start" : "flush",
+                    // Mid layer write; right after a flush began; right after one completed
+                    // (is it durable?); right after a layer file is in place, index not yet.
+                    prefix: (["layer-start", "flush ", "flushed ", "layer-done"] as const)[
+                      Math.floor(rnd() * 4)
+                    ]!,
                     nth: 1 + Math.floor(rnd() * 6),
                   }
                 : { kind: "after-ms", ms: Math.floor(rnd() * 150) };
