@@ -5,6 +5,7 @@
 // Every property is seeded and bounded so that the file stays well under 30 s on a
 // 2-core machine. To reproduce a failure, fast-check prints the seed and the path.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import {
@@ -1068,5 +1069,48 @@ describe("lifecycle properties: regressions", () => {
     assert.ok(lightSent, "5 + 1 <= 10: the light item is admitted once the heavy one left");
     assert.equal(ch.size, 2);
     await lightSend;
+  });
+});
+
+// ---------------------------------------------------------------------------------
+// Known issues, found while writing these tests and not fixed here: marked `todo`, so
+// they run and report without failing the suite. Drop the `todo` once fixed.
+
+describe("lifecycle: known issues", () => {
+  it("sleep() longer than 2^31-1 ms waits (Node's setTimeout clamps it to 1 ms)", {
+    todo: "sleep/SeqWait/withTimeout pass long delays straight to setTimeout",
+  }, async () => {
+    const token = new CancellationToken();
+    let woke = false;
+    const sleeping = sleep(2 ** 31, token).then(
+      () => {
+        woke = true;
+      },
+      () => {},
+    );
+    await timer(20);
+    token.cancel();
+    await sleeping;
+    assert.equal(woke, false, "a 24-day sleep was still sleeping after 20 ms");
+  });
+
+  it("an onCancel hook that throws when withTimeout's time runs out is not an uncaught exception", {
+    todo: "cancel() throws AggregateError from a timer callback, which crashes the process",
+  }, () => {
+    const script = `
+        import { CancellationToken, sleep, withTimeout } from ${JSON.stringify(
+          new URL("../../src/lifecycle/index.js", import.meta.url).href,
+        )};
+        const root = new CancellationToken();
+        await withTimeout(root, 1, async (t) => {
+          t.onCancel(() => { throw new Error("hook"); });
+          await sleep(1000, t);
+        }).catch(() => {});
+        console.log("survived");`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      encoding: "utf8",
+    });
+    assert.equal(r.stdout.trim(), "survived", r.stderr);
+    assert.equal(r.status, 0);
   });
 });
