@@ -400,7 +400,11 @@ export class Gate {
     while (stack.length > 0) {
       const gate = stack.pop()!;
       for (const g of gate.#guards) out.push({ gate: gate.name, holder: g.holder, since: g.since });
-      if (gate.#children !== undefined) stack.push(...[...gate.#children].reverse());
+      if (gate.#children !== undefined) {
+        // Not push(...children): spreading arguments overflows the stack past ~100k.
+        const children = [...gate.#children];
+        for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!);
+      }
     }
     return out;
   }
