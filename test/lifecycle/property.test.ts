@@ -1072,6 +1072,21 @@ describe("lifecycle properties: regressions", () => {
   });
 });
 
+describe("lifecycle: gates with very many children", () => {
+  it("holders() lists 200k child gates' holders, in order", async () => {
+    const gate = new Gate("t");
+    const guards = [];
+    for (let i = 0; i < 200_000; i++) guards.push(gate.child(`c${i}`).enter(`h${i}`));
+    const holders = gate.holders(); // threw RangeError (push(...children)) past ~120k
+    assert.equal(holders.length, 200_000);
+    assert.equal(holders[0]?.holder, "h0");
+    assert.equal(holders[199_999]?.gate, "t/c199999");
+    for (const g of guards) g.release();
+    await gate.close();
+    assert.deepEqual(gate.holders(), []);
+  });
+});
+
 // ---------------------------------------------------------------------------------
 // Known issues, found while writing these tests and not fixed here: marked `todo`, so
 // they run and report without failing the suite. Drop the `todo` once fixed.
