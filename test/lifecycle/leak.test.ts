@@ -205,6 +205,33 @@ describe("lifecycle leaks: a long-lived gate", () => {
   });
 });
 
+describe("lifecycle leaks: child gates of a long-lived gate", () => {
+  it("keeps a flat heap across many child gates entered, released and closed", async () => {
+    const gate = new Gate("timeline");
+    // A fifth of a million (each close is a few promises): enough to show.
+    await assertFlat(
+      "child gate + close",
+      async (n) => {
+        const batch = 10_000;
+        for (let done = 0; done < n; done += batch) {
+          const closes: Promise<void>[] = [];
+          for (let i = 0; i < batch; i++) {
+            const child = gate.child("connection");
+            const guard = child.enter("handler");
+            closes.push(child.close());
+            guard.release();
+          }
+          await Promise.all(closes);
+        }
+      },
+      MILLION / 5,
+    );
+    assert.deepEqual(gate.holders(), []);
+    assert.ok(!gate.isClosing);
+    await gate.close();
+  });
+});
+
 describe("lifecycle leaks: tasks under a long-lived owner", () => {
   it("keeps a flat heap across many tasks spawned and joined", async () => {
     const registry = new TaskRegistry();
