@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createConnection, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { type Lsn, segmentFileName, segmentNumber, segmentStartLsn } from "../../src/wal/index.js";
 import type { Cluster } from "../support/postgres.js";
@@ -112,4 +113,68 @@ export async function killChild(run: CliRun | undefined): Promise<void> {
   if (run === undefined) return;
   if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill("SIGKILL");
   await run.done;
+}
+
+/** A TCP proxy to a local server whose server-to-client direction is throttled and can be held. */
+export interface ThrottledProxy {
+  readonly port: number;
+  /** Stops forwarding server-to-client bytes (the connections stay open). */
+  hold(): void;
+  /** Closes the listener and every proxied connection. */
+  close(): void;
+}
+
+/** Starts a proxy to 127.0.0.1:`targetPort` forwarding at most `bytesPerTick` every 20 ms. */
+export function throttledProxy(
+  targetPort: number,
+  bytesPerTick = 64 << 10,
+): Promise<ThrottledProxy> {
+  let held = false;
+  const closers = new Set<() => void>();
+  const server = createServer((client: Socket) => {
+    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
+    client.pipe(upstream);
+    const queue: Buffer[] = [];
+    upstream.on("data", (d: Buffer) => {
+      queue.push(d);
+      upstream.pause();
+    });
+    const timer = setInterval(() => {
+      if (held) return;
+      let budget = bytesPerTick;
+      while (queue.length > 0 && budget > 0) {
+        const b = queue.shift()!;
+        const n = Math.min(b.length, budget);
+        client.write(b.subarray(0, n));
+        if (n < b.length) queue.unshift(b.subarray(n));
+        budget -= n;
+      }
+      if (queue.length === 0) upstream.resume();
+    }, 20);
+    const end = () => {
+      clearInterval(timer);
+      client.destroy();
+      upstream.destroy();
+      closers.delete(end);
+    };
+    closers.add(end);
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const a = server.address();
+      resolve({
+        port: typeof a === "object" && a !== null ? a.port : 0,
+        hold: () => {
+          held = true;
+        },
+        close: () => {
+          server.close();
+          for (const end of [...closers]) end();
+        },
+      });
+    });
+  });
 }
