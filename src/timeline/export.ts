@@ -3,11 +3,13 @@
  *
  * @module
  */
-import { open, rename } from "node:fs/promises";
+import { open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import type { RequestContext } from "../lifecycle/index.js";
 import {
+  DEFAULT_PAGE_SIZE,
   formatLsn,
+  historyFileName,
   type Lsn,
   segmentFileName,
   segmentNumber,
@@ -29,8 +31,10 @@ export interface ExportOptions {
 
 /** What {@linkcode exportSegments} wrote. */
 export interface ExportResult {
-  /** Files written, in order (the last may be `<name>.partial`). */
+  /** Segment files written, in order (the last may be `<name>.partial`). */
   files: string[];
+  /** Timeline history files written (`00000002.history`, ...). */
+  historyFiles: string[];
   from: Lsn;
   to: Lsn;
 }
@@ -39,7 +43,11 @@ export interface ExportResult {
  * Writes the timeline's WAL of `[from, to)` as segment files into `outDir`: whole
  * segments under their pg_wal names, byte for byte as the source had them, and an
  * incomplete last one as `<name>.partial`, zero-padded to the segment size as
- * pg_receivewal does. Each file is written to a temporary name, fsynced and renamed.
+ * pg_receivewal does. A segment is named after the PostgreSQL timeline of its last page
+ * (after a promotion, the segment holding the switch belongs to the new timeline, as in the
+ * promoted server's pg_wal), and a `.history` file is written for every timeline switch
+ * the WAL holds: the source's own file when the WAL receiver fetched it, else one made from
+ * the switch seen in the WAL. Each file is written to a temporary name, fsynced and renamed.
  *
  * @example
  * ```ts
@@ -68,7 +76,8 @@ export async function exportSegments(
     );
   }
   const files: string[] = [];
-  if (to <= from) return { files, from, to };
+  const historyFiles = await writeHistoryFiles(timeline, outDir);
+  if (to <= from) return { files, historyFiles, from, to };
   const first = segmentNumber(from, size);
   const last = segmentNumber(to - 1n, size);
   const count = Number(last - first) + 1;
@@ -77,7 +86,9 @@ export async function exportSegments(
     const start = segmentStartLsn(segno, size);
     const end = start + BigInt(size) < to ? start + BigInt(size) : to;
     const whole = end === start + BigInt(size);
-    const name = segmentFileName(timeline.pgTimeline, segno, size) + (whole ? "" : ".partial");
+    const name =
+      segmentFileName(await lastPageTimeline(timeline, start, end, ctx), segno, size) +
+      (whole ? "" : ".partial");
     const tmp = join(outDir, `${name}.tmp`);
     const file = await open(tmp, "w");
     try {
@@ -96,5 +107,57 @@ export async function exportSegments(
     options.onFile?.(name, files.length, count);
   }
   await fsyncDir(outDir);
-  return { files, from, to };
+  return { files, historyFiles, from, to };
+}
+
+/**
+ * The PostgreSQL timeline in the header of the last page of `[start, end)` that has one:
+ * after an XLOG_SWITCH the rest of the segment is zeros without page headers.
+ */
+async function lastPageTimeline(
+  timeline: Timeline,
+  start: Lsn,
+  end: Lsn,
+  ctx: RequestContext,
+): Promise<number> {
+  const page = BigInt(DEFAULT_PAGE_SIZE);
+  for (let at = start + ((end - start - 1n) / page) * page; at >= start; at -= page) {
+    if (end - at < 8n) continue;
+    const header = await timeline.readWal(at, at + 8n, ctx);
+    const tli = header.readUInt32LE(4); // xlp_magic u16, xlp_info u16, xlp_tli u32
+    if (header.readUInt16LE(0) !== 0 && tli !== 0) return tli;
+  }
+  return timeline.pgTimeline;
+}
+
+/** Writes a history file per timeline switch; returns their names. */
+async function writeHistoryFiles(timeline: Timeline, outDir: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const h of timeline.history) {
+    const name = historyFileName(h.timeline);
+    let content: string;
+    try {
+      content = await readFile(join(timeline.dir, name), "utf8");
+    } catch {
+      // Made from the switches seen in the WAL: "parent<TAB>switch point<TAB>reason", oldest first.
+      content = timeline.history
+        .filter((s) => s.timeline <= h.timeline)
+        .map(
+          (s) =>
+            `${s.parent}\t${formatLsn(s.switchLsn)}\tswitch to timeline ${s.timeline} seen in WAL by Tideline\n`,
+        )
+        .join("");
+    }
+    const tmp = join(outDir, `${name}.tmp`);
+    const file = await open(tmp, "w");
+    try {
+      await file.writeFile(content);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, join(outDir, name));
+    names.push(name);
+  }
+  return names;
 }

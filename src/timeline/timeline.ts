@@ -52,7 +52,12 @@ import {
   type RecordTable,
 } from "./layer_tables.js";
 import { checkTimelineId } from "./timeline_id.js";
-import { readTimelineIndex, type TimelineIndex, writeTimelineIndex } from "./timeline_index.js";
+import {
+  readTimelineIndex,
+  type TimelineIndex,
+  type TimelineSwitch,
+  writeTimelineIndex,
+} from "./timeline_index.js";
 
 /** How a timeline shuts down. */
 export type ShutdownMode = "hard" | "freeze-and-flush";
@@ -122,6 +127,8 @@ interface Frozen {
 type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
 
 const XLOG_SWITCH_INFO = 0x40;
+/** XLOG_END_OF_RECOVERY: written where a new PostgreSQL timeline begins. */
+const XLOG_END_OF_RECOVERY_INFO = 0x90;
 const DEFAULT_LAYER_SIZE = 64 << 20;
 const DEFAULT_WAIT_LSN_TIMEOUT_MS = 300_000;
 
@@ -185,6 +192,7 @@ export class Timeline {
   /** The decoder's end of the last record (a switch record's is its segment's end). */
   #recordEnd: Lsn;
   #meta: LayerMeta;
+  #history: TimelineSwitch[];
   #ingesting = false;
   #ingestClosed = false;
   readonly #lastRecord: SeqWait<Lsn>;
@@ -230,6 +238,7 @@ export class Timeline {
     this.#streamEnd = resume;
     this.#nextRecordLsn = index.nextRecordLsn;
     this.#recordEnd = index.lastRecordEnd;
+    this.#history = [...index.history];
     this.#feedFrom = index.nextRecordLsn;
     this.#decoder = this.#newDecoder();
     this.#lastRecord = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} lastRecordLsn` });
@@ -277,6 +286,7 @@ export class Timeline {
       lastRecordEnd: options.startLsn,
       remoteConsistentLsn: options.startLsn,
       layers: [],
+      history: [],
     };
     await writeTimelineIndex(join(dir, "index.json"), index);
     return Timeline.#start(options, index, [], false);
@@ -535,6 +545,25 @@ export class Timeline {
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
     const tli = this.#decoder.timeline;
     if (tli !== undefined) this.#meta.pgTimeline = tli;
+    if (
+      rec.rmid === 0 &&
+      (rec.info & 0xf0) === XLOG_END_OF_RECOVERY_INFO &&
+      rec.mainDataLen >= 16
+    ) {
+      // xl_end_of_recovery: end_time (8), ThisTimeLineID (4), PrevTimeLineID (4), ...
+      const data = rec.mainData();
+      const timeline = data.readUInt32LE(8);
+      const parent = data.readUInt32LE(12);
+      if (timeline !== parent && !this.#history.some((h) => h.timeline === timeline)) {
+        // The switch point is where WAL of the parent timeline ended: the end of the record before.
+        this.#history.push({ parent, timeline, switchLsn: this.#recordEnd });
+      }
+    }
+  }
+
+  /** PostgreSQL timeline switches seen in this timeline's WAL, oldest first. */
+  get history(): readonly TimelineSwitch[] {
+    return this.#history;
   }
 
   /**
@@ -636,6 +665,7 @@ export class Timeline {
       diskConsistentLsn: layer.end,
       nextRecordLsn: item.nextRecordLsn,
       lastRecordEnd: item.lastRecordEnd,
+      history: [...this.#history],
       layers: [
         ...this.#index.layers,
         { file: name, start: layer.start, end: layer.end, size, records: layer.records.length },

@@ -19,6 +19,16 @@ export interface IndexedLayer {
   records: number;
 }
 
+/** A PostgreSQL timeline switch seen in the WAL (a promotion or archive recovery). */
+export interface TimelineSwitch {
+  /** The timeline that ended. */
+  readonly parent: number;
+  /** The timeline that began. */
+  readonly timeline: number;
+  /** Where WAL of the parent timeline ended (the history file's switch point). */
+  readonly switchLsn: Lsn;
+}
+
 /** What a timeline's index says. */
 export interface TimelineIndex {
   id: string;
@@ -44,6 +54,8 @@ export interface TimelineIndex {
   /** Everything below it is in remote storage. */
   remoteConsistentLsn: Lsn;
   layers: IndexedLayer[];
+  /** PostgreSQL timeline switches seen in the WAL, oldest first. */
+  history: TimelineSwitch[];
 }
 
 const FORMAT = 1;
@@ -70,6 +82,11 @@ export async function writeTimelineIndex(path: string, index: TimelineIndex): Pr
     nextRecordLsn: formatLsn(index.nextRecordLsn),
     lastRecordEnd: formatLsn(index.lastRecordEnd),
     remoteConsistentLsn: formatLsn(index.remoteConsistentLsn),
+    history: index.history.map((h) => ({
+      parent: h.parent,
+      timeline: h.timeline,
+      switchLsn: formatLsn(h.switchLsn),
+    })),
     layers: index.layers.map((l) => ({
       file: l.file,
       start: formatLsn(l.start),
@@ -128,6 +145,13 @@ export async function readTimelineIndex(path: string): Promise<TimelineIndex> {
           : parseLsn(str(j.lastRecordEnd, "lastRecordEnd")),
       remoteConsistentLsn: parseLsn(str(j.remoteConsistentLsn, "remoteConsistentLsn")),
       layers,
+      history: (Array.isArray(j.history) ? j.history : []).map(
+        (h: Record<string, unknown>, i: number) => ({
+          parent: num(h.parent, `history[${i}].parent`),
+          timeline: num(h.timeline, `history[${i}].timeline`),
+          switchLsn: parseLsn(str(h.switchLsn, `history[${i}].switchLsn`)),
+        }),
+      ),
     };
     let at = index.startLsn;
     for (const l of layers) {

@@ -168,9 +168,7 @@ describe("Timeline across a PostgreSQL timeline switch (promotion)", {
     }
   });
 
-  it("export names each segment as pg_wal does and writes the .history file", {
-    todo: "export names every segment with the newest timeline and writes no .history file",
-  }, async () => {
+  it("export names each segment as pg_wal does and writes the .history file", async () => {
     const tl = await Timeline.open({ dataDir, id: "p", readOnly: true });
     const out = join(dir, "export");
     mkdirSync(out, { recursive: true });
@@ -180,13 +178,16 @@ describe("Timeline across a PostgreSQL timeline switch (promotion)", {
       await tl.shutdown("hard");
     }
     const written = readdirSync(out).sort();
-    // Whole segments: under pg_wal's names, byte for byte.
-    const whole = src.segments.slice(0, -1).map((s) => s.name);
+    // Whole segments (those ending at or before the end of the WAL): pg_wal's names, byte for byte.
+    // pg_wal may also hold a preallocated segment past the end: it is not part of the WAL.
+    const endSeg = Number((src.end - 1n - src.start) / BigInt(SEGMENT));
+    const whole = src.segments.slice(0, endSeg).map((s) => s.name);
     for (const name of whole) {
       assert.ok(written.includes(name), `${name} exported (got ${written.join(" ")})`);
       assert.ok(readFileSync(join(out, name)).equals(wal.pgWal.get(name)!), `${name} byte-exact`);
     }
-    assert.ok(written.includes(`${src.segments.at(-1)!.name}.partial`));
+    if (src.end % BigInt(SEGMENT) !== 0n)
+      assert.ok(written.includes(`${src.segments[endSeg]!.name}.partial`));
     const history = readFileSync(join(out, "00000002.history"), "utf8");
     const entries = (text: string) =>
       text
