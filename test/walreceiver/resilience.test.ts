@@ -250,6 +250,9 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
       dataDir,
       "--start-lsn",
       formatLsn(start),
+      "--slot",
+      "tideline_cli",
+      "--create-slot",
     ]);
     // More than one 64 MiB layer, so some WAL is durable when the kill comes.
     await pg.sql(
@@ -272,6 +275,14 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
       await load;
     }
     const durableAtKill = parseLsn(index()!.diskConsistentLsn);
+    // The slot keeps everything the killed run had not made durable.
+    const restart = await pg.sql(
+      "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tideline_cli'",
+    );
+    assert.ok(
+      restart !== "" && parseLsn(restart) <= durableAtKill,
+      `slot restart_lsn ${restart} <= durable ${formatLsn(durableAtKill)}`,
+    );
     await pg.sql("CHECKPOINT");
     const end = await lsnOf(pg, "pg_current_wal_insert_lsn()");
     assert.ok(end > durableAtKill, "WAL was written after what the killed run made durable");
@@ -284,10 +295,13 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
       dataDir,
       "--end-lsn",
       formatLsn(end),
+      "--slot",
+      "tideline_cli",
     ]);
     const run = await child.done;
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stderr, /timeline reattached/);
+    await pg.sql("SELECT pg_drop_replication_slot('tideline_cli')");
 
     const i = index()!;
     assert.ok(parseLsn(i.diskConsistentLsn) >= end);
