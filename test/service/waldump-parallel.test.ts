@@ -9,6 +9,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { runParallelStats, splitRanges } from "../../src/service/cli/commands/waldump_parallel.js";
 import { type Cluster, HAVE_PG15, PG15_BIN, startCluster } from "../support/postgres.js";
 
 const BIN = "dist/service/cli/main.js";
@@ -268,5 +269,29 @@ describe("tideline waldump --stats on several threads (PostgreSQL 15, 1 MiB segm
     const r = tideline("waldump", "--stats", "--jobs", "0", pg.walDir);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /"0" is not a thread count/);
+  });
+});
+
+describe("runParallelStats", () => {
+  it("rejects with the error a thread met, after stopping and awaiting its workers", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tideline-waldump-par-"));
+    try {
+      // Files that cannot be opened: an error that is not about WAL, so it is thrown.
+      const files = Array.from({ length: 6 }, (_, i) => ({
+        path: join(dir, `00000001000000000000000${i + 1}`),
+        size: MiB,
+      }));
+      const ranges = splitRanges(files.length, MiB, BigInt(MiB), 0, 6);
+      assert.equal(ranges.length, 6);
+      await assert.rejects(runParallelStats({ files, segmentSize: MiB, ranges }, 3), {
+        code: "ENOENT",
+      });
+      // And again: nothing of the first run is left in the way.
+      await assert.rejects(runParallelStats({ files, segmentSize: MiB, ranges }, 2), {
+        code: "ENOENT",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -144,9 +144,11 @@ export async function runParallelStats(
     return combineRanges(all.slice(0, Math.min(stopAt + 1, job.ranges.length)));
   } finally {
     if (!settled) {
+      // Handle every report before the first await: a terminated worker's report rejects.
+      const reported = Promise.allSettled(reports);
       Atomics.store(control, STOP_AT, -1);
       await Promise.allSettled(workers.map((w) => w.terminate()));
-      await Promise.allSettled(reports);
+      await reported;
     }
   }
 }
