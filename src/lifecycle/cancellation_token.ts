@@ -8,6 +8,7 @@
 import { CancelledError } from "./errors.js";
 
 const NOOP_DISPOSABLE: Disposable = Object.freeze({ [Symbol.dispose]() {} });
+const NO_ERRORS: readonly unknown[] = Object.freeze([]);
 
 class Registration implements Disposable {
   constructor(
@@ -120,7 +121,9 @@ export class CancellationToken implements Disposable {
    * effect (and sets the reason). When it returns, every token of the subtree is
    * cancelled and every `onCancel` callback has run; its signals have aborted and its
    * `cancelled()` promises are resolved (their reactions run later, as always).
-   * If callbacks threw, it throws an `AggregateError` of their errors, after all ran.
+   * It never throws: a callback that throws does not stop the others; its error goes to
+   * {@linkcode CancellationToken.onCallbackError} and is returned (so `cancel()` is safe in
+   * timer callbacks and signal listeners, where a throw would crash the process).
    *
    * @example
    * ```ts
@@ -131,8 +134,8 @@ export class CancellationToken implements Disposable {
    * console.log(leaf.isCancelled, leaf.reason); // true "bye"
    * ```
    */
-  cancel(reason?: unknown): void {
-    if (this.#cancelled) return;
+  cancel(reason?: unknown): readonly unknown[] {
+    if (this.#cancelled) return NO_ERRORS;
     // Set every flag of the subtree first, so that callbacks see a consistent tree.
     const nodes: CancellationToken[] = [];
     const stack: CancellationToken[] = [this];
@@ -167,10 +170,30 @@ export class CancellationToken implements Disposable {
       node.#resolve?.();
       node.#resolve = undefined;
     }
-    if (errors !== undefined) {
-      throw new AggregateError(errors, `${errors.length} cancellation callback(s) threw`);
+    if (errors === undefined) return NO_ERRORS;
+    for (const error of errors) {
+      try {
+        CancellationToken.onCallbackError(error, this);
+      } catch {
+        // A reporter that throws must not turn cancel() into a throwing call.
+      }
     }
+    return errors;
   }
+
+  /**
+   * Where errors thrown by `onCancel` callbacks are reported (`cancel()` itself never
+   * throws). Default: `console.error`. Replace it to route them into your logs.
+   *
+   * @example
+   * ```ts
+   * import { CancellationToken } from "tideline/lifecycle";
+   * CancellationToken.onCallbackError = (error) => myLogger.warn({ error }, "onCancel callback threw");
+   * ```
+   */
+  static onCallbackError: (error: unknown, token: CancellationToken) => void = (error) => {
+    console.error("tideline/lifecycle: an onCancel callback threw:", error);
+  };
 
   /**
    * Whether this token has been cancelled.

@@ -411,8 +411,8 @@ export class Gate {
 }
 
 function checkThreshold(ms: number): number {
-  if (!Number.isFinite(ms) || ms < 0) {
-    throw new RangeError(`slowCloseMs must be a finite number >= 0, got ${ms}`);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) {
+    throw new RangeError(`slowCloseMs must be a number from 0 to 2147483647, got ${ms}`);
   }
   return ms;
 }

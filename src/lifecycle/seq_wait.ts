@@ -5,6 +5,7 @@
  */
 import type { CancellationToken } from "./cancellation_token.js";
 import { CancelledError, ShutdownError, TimeoutError } from "./errors.js";
+import { type LongTimer, setLongTimeout } from "./timer.js";
 
 /** Options of {@linkcode SeqWait.wait}. */
 export interface SeqWaitOptions {
@@ -146,13 +147,13 @@ export class SeqWait<V> {
     }
     if (token.isCancelled) return Promise.reject(new CancelledError(token.reason));
     return new Promise<V>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: LongTimer | undefined;
       let registration: Disposable | undefined;
       const waiter: Waiter<V> = {
         target,
         index: -1,
         settle: (error, value) => {
-          if (timer !== undefined) clearTimeout(timer);
+          timer?.clear();
           registration?.[Symbol.dispose]();
           if (error === undefined) resolve(value as V);
           else reject(error);
@@ -164,7 +165,7 @@ export class SeqWait<V> {
         waiter.settle(new CancelledError(reason));
       });
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
+        timer = setLongTimeout(() => {
           this.#remove(waiter);
           const what = describe?.() ?? `${this.#name}: waiting for ${String(target)}`;
           waiter.settle(new TimeoutError(timeoutMs, what));

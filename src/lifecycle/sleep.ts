@@ -5,6 +5,7 @@
  */
 import type { CancellationToken } from "./cancellation_token.js";
 import { CancelledError } from "./errors.js";
+import { setLongTimeout } from "./timer.js";
 
 /**
  * Resolves after `ms` milliseconds, or rejects with `CancelledError` as soon as
@@ -25,10 +26,10 @@ export function sleep(ms: number, token: CancellationToken): Promise<void> {
   if (token.isCancelled) return Promise.reject(new CancelledError(token.reason));
   return new Promise<void>((resolve, reject) => {
     const registration = token.onCancel((reason) => {
-      clearTimeout(timer);
+      timer.clear();
       reject(new CancelledError(reason));
     });
-    const timer = setTimeout(() => {
+    const timer = setLongTimeout(() => {
       registration[Symbol.dispose]();
       resolve();
     }, ms);

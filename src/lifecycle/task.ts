@@ -115,12 +115,14 @@ export class Task<T> implements RegisteredTask, ContextTask {
     // running on it: nothing outlives its task unnoticed. It also unlinks the token.
     // A throwing onCancel hook must not keep the guard, the registry entry or join():
     // its error goes to the registry's observer like a failure nobody joins.
-    let hookError: unknown;
-    try {
-      this.token.cancel(`task "${this.name}" ended`);
-    } catch (error) {
-      hookError = error;
-    }
+    const hookErrors = this.token.cancel(`task "${this.name}" ended`);
+    const hookError =
+      hookErrors.length > 0
+        ? new AggregateError(
+            hookErrors,
+            `${hookErrors.length} onCancel callback(s) of task "${this.name}" threw`,
+          )
+        : undefined;
     this.#guard.release();
     registry.remove(this, outcome.status === "failed" ? outcome.error : hookError);
     const listeners = this.#endListeners;

@@ -5,6 +5,7 @@
  */
 import type { CancellationToken } from "./cancellation_token.js";
 import { CancelledError, TimeoutError } from "./errors.js";
+import { setLongTimeout } from "./timer.js";
 
 /**
  * Runs `body` with a child of `token` that is cancelled after `ms` milliseconds. If
@@ -33,7 +34,7 @@ export async function withTimeout<T>(
   }
   const child = token.child();
   const timeout = new TimeoutError(ms, what);
-  const timer = setTimeout(() => child.cancel(timeout), ms);
+  const timer = setLongTimeout(() => child.cancel(timeout), ms);
   try {
     return await child.race(Promise.resolve().then(() => body(child)));
   } catch (error) {
@@ -42,7 +43,7 @@ export async function withTimeout<T>(
     }
     throw error;
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     // Stops whatever the body left running, and unlinks the child from `token`.
     child.cancel("withTimeout finished");
   }
