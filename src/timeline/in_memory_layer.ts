@@ -90,7 +90,8 @@ export class InMemoryLayer {
     const rest = new InMemoryLayer(at);
     for (const chunk of this.#cut(at)) rest.append(chunk);
     this.#frozen = true;
-    this.blocks = this.blocks.sortedCopy();
+    // The block index is sorted when the layer file is written, in the flush task: not here,
+    // on the ingest path, where it would hold up the waiters this piece of WAL just woke.
     return rest;
   }
 

@@ -132,7 +132,7 @@ export async function writeLayerFile(
       offset += n;
     }
     const records = layer.records.serialize();
-    const blocks = layer.blocks.serialize();
+    const blocks = (layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy()).serialize();
     const footer = Buffer.alloc(FOOTER);
     footer.writeBigUInt64LE(BigInt(offset), 0);
     footer.writeBigUInt64LE(BigInt(offset + chunkTable.length), 8);

@@ -811,13 +811,27 @@ export class Timeline {
   ): Promise<DumpRecordJson[]> {
     const out: DumpRecordJson[] = [];
     const version = checkVersion(this.#meta.pgVersion);
+    // One read for the batch when its records lie close together (a disk read checks whole
+    // 1 MiB chunks: reading record by record would check the same chunk again and again).
+    const first = records.lsn[rows[0] ?? 0] ?? 0n;
+    const last = lsnMin(records.end[rows[rows.length - 1] ?? 0] ?? 0n, entry.layer.end);
+    const span =
+      rows.length > 1 && last > first && last - first <= 8n << 20n
+        ? entry.kind === "disk"
+          ? await entry.layer.read(first, last)
+          : entry.layer.read(first, last)
+        : undefined;
     for (const row of rows) {
       const lsn = records.lsn[row]!;
       // A record's end includes its alignment padding (a switch's, the rest of its segment),
       // which may lie past the layer when the layer was cut there; its bytes never do.
       const end = lsnMin(records.end[row]!, entry.layer.end);
       const bytes =
-        entry.kind === "disk" ? await entry.layer.read(lsn, end) : entry.layer.read(lsn, end);
+        span !== undefined
+          ? span.subarray(Number(lsn - first), Number(end - first))
+          : entry.kind === "disk"
+            ? await entry.layer.read(lsn, end)
+            : entry.layer.read(lsn, end);
       const dec = new WalDecoder({
         startLsn: lsn,
         segmentSize: this.#index.segmentSize,
@@ -910,10 +924,17 @@ export class Timeline {
       }
     }
     const records: DumpRecordJson[] = [];
-    for (const hit of hits.slice(first)) {
+    // Decode layer by layer (hits are in LSN order, so a layer's hits are consecutive).
+    const chosen = hits.slice(first);
+    for (let i = 0; i < chosen.length; ) {
       ctx.throwIfCancelled();
-      const table = (hit.entry.layer as { records: RecordTable }).records;
-      records.push(...(await this.#decodeRows(hit.entry, [hit.row], table)));
+      const entry = chosen[i]!.entry;
+      let j = i;
+      while (j < chosen.length && chosen[j]!.entry.layer === entry.layer) j++;
+      const table = (entry.layer as { records: RecordTable }).records;
+      const rows = chosen.slice(i, j).map((h) => h.row);
+      records.push(...(await this.#decodeRows(entry, rows, table)));
+      i = j;
     }
     return { hasBaseImage: hits[first]?.base ?? false, records };
   }
