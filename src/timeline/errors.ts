@@ -111,3 +111,24 @@ export class WalDiscontinuityError extends Error {
     this.got = got;
   }
 }
+
+/**
+ * Another live process (or another `Timeline` in this one) has the timeline open for
+ * writing.
+ *
+ * @example
+ * ```ts
+ * import { TimelineInUseError } from "tideline/timeline";
+ * new TimelineInUseError("main", 4242).message; // 'Timeline "main" is open for writing by process 4242'
+ * ```
+ */
+export class TimelineInUseError extends Error {
+  readonly timeline: string;
+  readonly pid: number;
+  constructor(timeline: string, pid: number) {
+    super(`Timeline "${timeline}" is open for writing by process ${pid}`);
+    this.name = "TimelineInUseError";
+    this.timeline = timeline;
+    this.pid = pid;
+  }
+}

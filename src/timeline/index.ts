@@ -13,3 +13,4 @@ export * from "./layer_tables.js";
 export * from "./timeline.js";
 export * from "./timeline_id.js";
 export * from "./timeline_index.js";
+export * from "./writer_lock.js";

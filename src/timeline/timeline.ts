@@ -58,6 +58,7 @@ import {
   type TimelineSwitch,
   writeTimelineIndex,
 } from "./timeline_index.js";
+import { acquireWriterLock } from "./writer_lock.js";
 
 /** How a timeline shuts down. */
 export type ShutdownMode = "hard" | "freeze-and-flush";
@@ -203,6 +204,7 @@ export class Timeline {
   #walReceiver: { token: CancellationToken; gate: Gate } | undefined;
   #shutdown: Promise<ShutdownResult> | undefined;
   #shutdownMode: ShutdownMode | undefined;
+  #releaseLock: (() => Promise<void>) | undefined;
   /** Tells `waitLsn` timeouts what the WAL receiver is doing. Set by the WAL receiver. */
   walReceiverStatus: () => string = () => "not running";
 
@@ -274,6 +276,7 @@ export class Timeline {
     if (existsSync(join(dir, "index.json")))
       throw new TypeError(`Timeline "${id}" already exists in ${options.dataDir}`);
     await mkdir(join(dir, "layers"), { recursive: true });
+    const release = await acquireWriterLock(dir, id);
     const index: TimelineIndex = {
       id,
       systemId: options.systemId ?? 0n,
@@ -288,8 +291,13 @@ export class Timeline {
       layers: [],
       history: [],
     };
-    await writeTimelineIndex(join(dir, "index.json"), index);
-    return Timeline.#start(options, index, [], false);
+    try {
+      await writeTimelineIndex(join(dir, "index.json"), index);
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    return Timeline.#start(options, index, [], false, release);
   }
 
   /**
@@ -313,21 +321,28 @@ export class Timeline {
     const index = await readTimelineIndex(join(dir, "index.json"));
     const listed = new Set(index.layers.map((l) => l.file));
     const readOnly = options.readOnly ?? false;
-    if (!readOnly) {
-      await rm(join(dir, "index.json.tmp"), { force: true });
-      for (const name of await readdir(join(dir, "layers"))) {
-        if (!listed.has(name)) await rm(join(dir, "layers", name), { force: true });
+    // Only the writer may clean up: a reader beside a running ingest must not remove its files.
+    const release = readOnly ? undefined : await acquireWriterLock(dir, id);
+    try {
+      if (!readOnly) {
+        await rm(join(dir, "index.json.tmp"), { force: true });
+        for (const name of await readdir(join(dir, "layers"))) {
+          if (!listed.has(name)) await rm(join(dir, "layers", name), { force: true });
+        }
       }
-    }
-    const layers: DiskLayer[] = [];
-    for (const l of index.layers) {
-      const layer = await DiskLayer.open(join(dir, "layers", l.file));
-      if (layer.start !== l.start || layer.end !== l.end) {
-        throw new LayerCorruptError(layer.path, "its range differs from the index");
+      const layers: DiskLayer[] = [];
+      for (const l of index.layers) {
+        const layer = await DiskLayer.open(join(dir, "layers", l.file));
+        if (layer.start !== l.start || layer.end !== l.end) {
+          throw new LayerCorruptError(layer.path, "its range differs from the index");
+        }
+        layers.push(layer);
       }
-      layers.push(layer);
+      return Timeline.#start(options, index, layers, readOnly, release);
+    } catch (error) {
+      await release?.();
+      throw error;
     }
-    return Timeline.#start(options, index, layers, readOnly);
   }
 
   static #start(
@@ -335,8 +350,10 @@ export class Timeline {
     index: TimelineIndex,
     layers: DiskLayer[],
     readOnly: boolean,
+    releaseLock?: () => Promise<void>,
   ): Timeline {
     const tl = new Timeline(options, index, layers, readOnly);
+    tl.#releaseLock = releaseLock;
     if (!readOnly) {
       tl.#flushTask = spawn(
         {
@@ -992,6 +1009,8 @@ export class Timeline {
     await this.gate.close();
     // Joined so its end is accounted for; a failed flush already marked the timeline broken.
     await this.#flushTask?.join();
+    await this.#releaseLock?.();
+    this.#releaseLock = undefined;
     if (this.#state !== "broken") this.#state = "stopped";
     return {
       mode: this.#shutdownMode ?? mode,

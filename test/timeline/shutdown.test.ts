@@ -256,8 +256,9 @@ describe("Timeline shutdown, back-pressure and waitLsn", {
       token.cancel("client went away");
       await assert.rejects(cancelled, CancelledError);
       assert.equal(tl.waitLsnWaiters, 1);
+      const woken = assert.rejects(waiting, TimelineShutdownError);
       await tl.shutdown("hard");
-      await assert.rejects(waiting, TimelineShutdownError);
+      await woken;
       await assert.rejects(tl.waitLsn(src.end, root()), TimelineShutdownError);
     });
 

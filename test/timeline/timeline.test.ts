@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
-import { exportSegments, LayerCorruptError, Timeline } from "../../src/timeline/index.js";
+import {
+  exportSegments,
+  LayerCorruptError,
+  Timeline,
+  TimelineInUseError,
+} from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
 import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
 
@@ -215,5 +221,32 @@ describe("Timeline on real PostgreSQL 15 WAL", {
       Timeline.create({ dataDir: dir, id: "../x", startLsn: 0n }),
       /Invalid timeline id "\.\.\/x"/,
     );
+  });
+
+  it("admits one writer at a time; readers freely; a dead writer's lock is taken over", async () => {
+    const dataDir = join(dir, "lock");
+    const tl = await Timeline.create({
+      dataDir,
+      id: "l",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+    });
+    await assert.rejects(
+      Timeline.open({ dataDir, id: "l" }),
+      (e: unknown) =>
+        e instanceof TimelineInUseError &&
+        e.pid === process.pid &&
+        /open for writing by process/.test(e.message),
+    );
+    const reader = await Timeline.open({ dataDir, id: "l", readOnly: true });
+    await reader.shutdown("hard");
+    await tl.shutdown("hard");
+    // A lock left by a process that died (kill -9) does not block the next writer.
+    const dead = spawnSync(process.execPath, ["-e", "console.log(process.pid)"], {
+      encoding: "utf8",
+    });
+    writeFileSync(join(dataDir, "timelines", "l", "writer.lock"), `${dead.stdout.trim()}\n`);
+    const next = await Timeline.open({ dataDir, id: "l" });
+    await next.shutdown("hard");
   });
 });
