@@ -6,7 +6,8 @@
  * workload writes the backlog (>= 600 MB of WAL by default; TIDELINE_BENCH_INGEST_SCALE
  * sets pgbench's scale). Each tool streams the whole backlog through its own slot, from the
  * slot's restart point to the same end LSN, with its default durability (pg_receivewal
- * fsyncs each finished segment; Tideline fsyncs every layer file and its index). Each
+ * fsyncs each finished segment; Tideline fsyncs every layer file and its index), and
+ * again both without fsync (`--no-sync`). Each
  * measurement is the tool's whole process, wall time; the order alternates over the
  * rounds and the median is reported. Tideline also decodes and indexes every record.
  */
@@ -49,7 +50,7 @@ async function main() {
     },
   });
   try {
-    const slots = Array.from({ length: ROUNDS * 2 }, (_, i) => `bench_${i}`);
+    const slots = Array.from({ length: ROUNDS * 4 }, (_, i) => `bench_${i}`);
     await pg.sql(
       slots.map((s) => `SELECT pg_create_physical_replication_slot('${s}', true);`).join("\n"),
     );
@@ -72,40 +73,46 @@ async function main() {
     };
     for (let round = 0; round < ROUNDS; round++) {
       const dir = mkdtempSync(join(tmpdir(), "tideline-bench-ingest-"));
+      const receivewal = (slot: string, extra: string[], label: string) => async () => {
+        const out = join(dir, `receivewal-${slot}`);
+        mkdirSync(out);
+        results[label]!.push(
+          await time(join(PG15_BIN, "pg_receivewal"), [
+            "-d",
+            `host=127.0.0.1 port=${pg.port} user=postgres`,
+            "-D",
+            out,
+            "-S",
+            slot,
+            "-E",
+            endText,
+            "-n",
+            ...extra,
+          ]),
+        );
+      };
+      const tideline = (slot: string, extra: string[], label: string) => async () => {
+        results[label]!.push(
+          await time(process.execPath, [
+            "dist/service/cli/main.js",
+            "ingest",
+            "--source",
+            url,
+            "--slot",
+            slot,
+            "--data-dir",
+            join(dir, `tideline-${slot}`),
+            "--end-lsn",
+            endText,
+            ...extra,
+          ]),
+        );
+      };
       const runs = [
-        async () => {
-          const out = join(dir, "receivewal");
-          mkdirSync(out);
-          results["pg_receivewal -E"]!.push(
-            await time(join(PG15_BIN, "pg_receivewal"), [
-              "-d",
-              `host=127.0.0.1 port=${pg.port} user=postgres`,
-              "-D",
-              out,
-              "-S",
-              slots[round * 2]!,
-              "-E",
-              endText,
-              "-n",
-            ]),
-          );
-        },
-        async () => {
-          results["tideline ingest --end-lsn"]!.push(
-            await time(process.execPath, [
-              "dist/service/cli/main.js",
-              "ingest",
-              "--source",
-              url,
-              "--slot",
-              slots[round * 2 + 1]!,
-              "--data-dir",
-              join(dir, "tideline"),
-              "--end-lsn",
-              endText,
-            ]),
-          );
-        },
+        receivewal(slots[round * 4]!, [], "pg_receivewal -E"),
+        tideline(slots[round * 4 + 1]!, [], "tideline ingest --end-lsn"),
+        receivewal(slots[round * 4 + 2]!, ["--no-sync"], "pg_receivewal -E --no-sync"),
+        tideline(slots[round * 4 + 3]!, ["--no-sync"], "tideline ingest --end-lsn --no-sync"),
       ];
       if (round % 2 === 1) runs.reverse();
       for (const run of runs) await run();

@@ -27,7 +27,8 @@ export async function fsyncDir(dir: string): Promise<void> {
 /**
  * Replaces `path` with `data` atomically: write a temporary file, fsync it, rename it
  * over `path`, fsync the directory. After a crash, `path` holds the old or the new
- * content, never a mix.
+ * content, never a mix. With `fsync: false` (testing, benchmarks) only a process crash
+ * is survived, not a machine crash.
  *
  * @example
  * ```ts
@@ -35,12 +36,17 @@ export async function fsyncDir(dir: string): Promise<void> {
  * await writeFileAtomic("/data/timelines/main/index.json", JSON.stringify({}));
  * ```
  */
-export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  options: { fsync?: boolean } = {},
+): Promise<void> {
+  const fsync = options.fsync ?? true;
   const tmp = `${path}.tmp`;
   const handle = await open(tmp, "w");
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (fsync) await handle.sync();
   } catch (error) {
     await handle.close().catch(() => {});
     await rm(tmp, { force: true });
@@ -48,5 +54,5 @@ export async function writeFileAtomic(path: string, data: string | Buffer): Prom
   }
   await handle.close();
   await rename(tmp, path);
-  await fsyncDir(dirname(path));
+  if (fsync) await fsyncDir(dirname(path));
 }

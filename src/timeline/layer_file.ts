@@ -78,7 +78,8 @@ export function parseLayerFileName(name: string): { start: Lsn; end: Lsn } | und
 /**
  * Writes a frozen layer as `<dir>/<start>-<end>.layer`: to a temporary file first,
  * fsynced, renamed into place, and the directory fsynced, so the file is either whole
- * or absent after a crash. Checks `token` between chunks (a cancelled write removes
+ * or absent after a crash (`fsync: false` skips the fsyncs: for tests and benchmarks
+ * only). Checks `token` between chunks (a cancelled write removes
  * its temporary file and throws `CancelledError`). Returns the file's name and size.
  *
  * @example
@@ -92,8 +93,10 @@ export async function writeLayerFile(
   layer: InMemoryLayer,
   meta: LayerMeta,
   token: CancellationToken,
+  options: { fsync?: boolean } = {},
 ): Promise<{ name: string; size: number }> {
   if (!layer.frozen) throw new TypeError("Only a frozen layer can be written");
+  const fsync = options.fsync ?? true;
   const name = layerFileName(layer.start, layer.end);
   const tmp = join(dir, `${name}.tmp`);
   const file = await open(tmp, "w");
@@ -147,11 +150,11 @@ export async function writeLayerFile(
     const tail = Buffer.concat([chunkTable, records, blocks, footer]);
     await file.write(tail, 0, tail.length, offset);
     token.throwIfCancelled();
-    await file.sync();
+    if (fsync) await file.sync();
     await file.close();
     closed = true;
     await rename(tmp, join(dir, name));
-    await fsyncDir(dir);
+    if (fsync) await fsyncDir(dir);
     return { name, size: offset + tail.length };
   } catch (error) {
     if (!closed) await file.close().catch(() => {});

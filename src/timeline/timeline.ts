@@ -87,6 +87,11 @@ export interface TimelineOptions {
    * observe or slow flushes. It must honour its token.
    */
   writeLayer?: typeof writeLayerFile;
+  /**
+   * fsync layer files and the index (default true). Without it, a machine crash may lose
+   * WAL already reported as durable: for tests and benchmarks only.
+   */
+  fsync?: boolean;
 }
 
 /** Options of {@linkcode Timeline.create}. */
@@ -178,6 +183,7 @@ export class Timeline {
   readonly #maxFrozenBytes: number;
   readonly #readOnly: boolean;
   readonly #writeLayer: typeof writeLayerFile;
+  readonly #fsync: boolean;
 
   #index: TimelineIndex;
   #state: TimelineState = "active";
@@ -228,6 +234,7 @@ export class Timeline {
     );
     this.#readOnly = readOnly;
     this.#writeLayer = options.writeLayer ?? writeLayerFile;
+    this.#fsync = options.fsync ?? true;
     this.#index = index;
     this.#diskLayers = layers;
     this.#meta = {
@@ -672,7 +679,9 @@ export class Timeline {
 
   async #flushOne(item: Frozen, token: CancellationToken): Promise<void> {
     const { layer, meta } = item;
-    const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token);
+    const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
+      fsync: this.#fsync,
+    });
     const disk = await DiskLayer.open(join(this.dir, "layers", name));
     const index: TimelineIndex = {
       ...this.#index,
@@ -689,7 +698,7 @@ export class Timeline {
       ],
     };
     token.throwIfCancelled();
-    await writeTimelineIndex(join(this.dir, "index.json"), index);
+    await writeTimelineIndex(join(this.dir, "index.json"), index, { fsync: this.#fsync });
     this.#index = index;
     this.#diskLayers.push(disk);
     this.#disk.advance(layer.end);

@@ -69,7 +69,11 @@ const FORMAT = 1;
  * // await writeTimelineIndex("/data/timelines/main/index.json", index);
  * ```
  */
-export async function writeTimelineIndex(path: string, index: TimelineIndex): Promise<void> {
+export async function writeTimelineIndex(
+  path: string,
+  index: TimelineIndex,
+  options: { fsync?: boolean } = {},
+): Promise<void> {
   const json = {
     format: FORMAT,
     id: index.id,
@@ -95,7 +99,7 @@ export async function writeTimelineIndex(path: string, index: TimelineIndex): Pr
       records: l.records,
     })),
   };
-  await writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`);
+  await writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`, options);
 }
 
 /**

@@ -24,6 +24,7 @@ interface IngestCliOptions {
   createSlot?: boolean;
   startLsn?: Lsn;
   endLsn?: Lsn;
+  sync: boolean;
 }
 
 /** What the first reachable source said about itself. */
@@ -69,7 +70,7 @@ async function identify(
  * @example
  * ```ts
  * import { runIngest } from "./ingest.js";
- * process.exitCode = await runIngest({ source: ["postgres://postgres@127.0.0.1:5432/postgres"], dataDir: "/data", timeline: "main" });
+ * process.exitCode = await runIngest({ source: ["postgres://postgres@127.0.0.1:5432/postgres"], dataDir: "/data", timeline: "main", sync: true });
  * ```
  */
 export async function runIngest(options: IngestCliOptions): Promise<number> {
@@ -115,7 +116,11 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
       return 1;
     }
     if (Timeline.exists(options.dataDir, options.timeline)) {
-      timeline = await Timeline.open({ dataDir: options.dataDir, id: options.timeline });
+      timeline = await Timeline.open({
+        dataDir: options.dataDir,
+        id: options.timeline,
+        fsync: options.sync,
+      });
       if (timeline.systemId !== 0n && timeline.systemId !== id.systemId) {
         await timeline.shutdown("hard");
         process.stderr.write(
@@ -137,6 +142,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
         segmentSize: id.segmentSize,
         systemId: id.systemId,
         pgTimeline: id.timeline,
+        fsync: options.sync,
       });
       log.info(
         { timeline: timeline.id, startLsn: formatLsn(startLsn), systemId: String(id.systemId) },
@@ -246,6 +252,10 @@ export function registerIngest(program: Command): void {
     .option("--create-slot", "create the slot if it does not exist")
     .option("--start-lsn <lsn>", "a new timeline starts at the segment holding this LSN", lsnOption)
     .option("--end-lsn <lsn>", "stop by itself once WAL up to this LSN is durable", lsnOption)
+    .option(
+      "--no-sync",
+      "do not fsync layer files (testing only: a machine crash may lose WAL reported as flushed)",
+    )
     .addHelpText(
       "after",
       `
