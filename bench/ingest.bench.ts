@@ -46,7 +46,7 @@ async function main() {
       wal_keep_size: "4GB",
       max_wal_size: "4GB",
       max_wal_senders: 6,
-      max_replication_slots: 6,
+      max_replication_slots: 20,
     },
   });
   try {
