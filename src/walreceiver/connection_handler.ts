@@ -127,7 +127,12 @@ export async function runConnection(
         name: `poller ${source.address}`,
         kind: TaskKind.WalReceiverConnectionPoller,
       },
-      (pctx) => pollConnection(stream, channel, positions, status, pctx, { statusIntervalMs }),
+      (pctx) =>
+        pollConnection(stream, channel, positions, status, pctx, {
+          statusIntervalMs,
+          // The manager gives a connection up after connectTimeoutMs without a message.
+          pingAfterMs: Math.floor((options.connectTimeoutMs ?? 10_000) / 2),
+        }),
     );
     let ingestError: unknown;
     try {

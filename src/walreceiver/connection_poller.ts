@@ -42,6 +42,11 @@ export interface PollerOptions {
   statusIntervalMs?: number;
   /** Check for a moved flush position this often (and report it), ms. Default 1000. */
   feedbackCheckMs?: number;
+  /**
+   * Nothing heard for this long: ask the server for a reply (a server that hears from us
+   * regularly sends nothing on an idle stream). Default 5000 (half the manager's 10 s).
+   */
+  pingAfterMs?: number;
 }
 
 /**
@@ -67,6 +72,7 @@ export async function pollConnection(
 ): Promise<StreamEnd> {
   const statusInterval = options.statusIntervalMs ?? 10_000;
   const checkEvery = options.feedbackCheckMs ?? Math.min(1000, statusInterval);
+  const pingAfter = options.pingAfterMs ?? 5000;
   const overflow: WalPiece[] = [];
   let paused = false;
   let wake: (() => void) | undefined;
@@ -138,11 +144,20 @@ export async function pollConnection(
   // While the handler is held up (ingest waiting on back-pressure), the loop below waits on
   // the channel with the socket paused, and keepalives asking for a reply go unread: keep
   // reporting on a timer, or the server drops the connection at wal_sender_timeout.
-  const heartbeat = setInterval(() => {
-    if (failure !== undefined || ended !== undefined || ctx.token.isCancelled) return;
-    if (Date.now() - lastSentAt >= statusInterval || positions.flush() !== lastSentFlush)
-      sendStatus(false);
-  }, checkEvery);
+  const heartbeat = setInterval(
+    () => {
+      if (failure !== undefined || ended !== undefined || ctx.token.isCancelled) return;
+      // While the socket is paused for back-pressure its silence is ours, not the source's
+      // (WAL is waiting in it): keep the manager's no-keepalive and no-WAL clocks still.
+      if (paused) status.lastMessageAt = status.lastWalAt = Date.now();
+      const now = Date.now();
+      // Like PostgreSQL's walreceiver: silence for a while, ask for a reply (a keepalive).
+      const ping = now - (status.lastMessageAt ?? 0) >= pingAfter;
+      if (ping || now - lastSentAt >= statusInterval || positions.flush() !== lastSentFlush)
+        sendStatus(ping);
+    },
+    Math.min(checkEvery, Math.max(50, Math.floor(pingAfter / 2))),
+  );
   try {
     sendStatus(false);
     while (true) {
@@ -154,6 +169,7 @@ export async function pollConnection(
       }
       if (paused) {
         paused = false;
+        status.lastMessageAt = status.lastWalAt = Date.now();
         stream.resume();
       }
       if (ended !== undefined) return ended;
