@@ -190,12 +190,27 @@ export async function runManager(
     return usable[0];
   };
 
+  const backoff = (c: CandidateState) =>
+    Math.min(retry.maxMs, retry.minMs * retry.factor ** (c.failures - 1));
+
   const stopCurrent = async (why: SwitchReason) => {
     const cur = state.current;
     if (cur === undefined) return;
     reason = why;
     cur.task.cancel(`switching: ${why}`);
     await cur.task.join();
+    // Settled here, so the loop does not take the manager's own cancellation for a
+    // connection failure (which would count the switch as ConnectionFailed).
+    state.current = undefined;
+    if (cur.status.hasProcessedWal) cur.candidate.failures = 0;
+    if (why === "NoKeepAlives") {
+      // The source went silent: it waits its backoff like a failed one.
+      state.connectionFailures++;
+      const c = cur.candidate;
+      c.failures++;
+      c.lastError = `no message for ${connectTimeout} ms`;
+      c.retryAt = Date.now() + backoff(c);
+    }
   };
 
   while (!ctx.token.isCancelled) {
@@ -253,11 +268,10 @@ export async function runManager(
       const c = cur.candidate;
       c.failures++;
       c.lastError = outcome.status === "failed" ? (outcome.error as Error).message : "cancelled";
-      const delay = Math.min(retry.maxMs, retry.minMs * retry.factor ** (c.failures - 1));
       c.retryAt =
         outcome.status === "failed" && outcome.error instanceof SystemIdMismatchError
           ? Number.POSITIVE_INFINITY
-          : Date.now() + delay;
+          : Date.now() + backoff(c);
       reason = "ConnectionFailed";
       continue;
     }
