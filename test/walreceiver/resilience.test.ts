@@ -129,9 +129,10 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
     );
     assert.equal(s.sources[0]?.failures, 0, "the failure count is cleared once WAL flows again");
     await assertSameWal(tl, pg, tl.startLsn, tl.lastRecordLsn);
+    await receiver.stop();
   });
 
-  it("survives a 2 s wal_sender_timeout while ingest waits on back-pressure", async () => {
+  it("survives a 2 s wal_sender_timeout and a 2.5 s connectTimeout while ingest waits on back-pressure", async () => {
     // A backlog of about 24 MiB: the walsender fills the channel at once, the socket pauses.
     const tl0 = segmentStart(await lsnOf(pg, "pg_current_wal_insert_lsn()"), SEG);
     await pg.sql(
@@ -155,13 +156,69 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
       },
     });
     const logBefore = pg.serverLog().length;
-    const receiver = WalReceiver.start(tl, { sources: [url(pg)], checkIntervalMs: 100 });
+    // The socket is paused longer than connectTimeoutMs: that silence is ours, not the
+    // source's, and must not count as missing keepalives.
+    const receiver = WalReceiver.start(tl, {
+      sources: [url(pg)],
+      checkIntervalMs: 100,
+      connectTimeoutMs: 2500,
+    });
     await tl.waitLsn(target, ctx(), { timeoutMs: 60_000 });
     const s = receiver.status();
     assert.ok(blockedMs >= 9000, `flushes were held up ${blockedMs} ms`);
     assert.equal(s.connectionFailures, 0, `no reconnect: ${JSON.stringify(s)}`);
     assert.equal(s.connectionAttempts, 1, `one connection: ${JSON.stringify(s)}`);
     assert.doesNotMatch(pg.serverLog().slice(logBefore), /replication timeout/);
+    await assertSameWal(tl, pg, tl.startLsn, tl.lastRecordLsn);
+    await receiver.stop();
+  });
+
+  it("keeps one connection to an idle source, and drops a silent one after connectTimeout", async () => {
+    const tl = await newTimeline("idle");
+    // wal_sender_timeout is 2 s, so the server pings only when it has not heard from us for
+    // 1 s: with status every 500 ms it never does, and an idle stream carries no message
+    // unless the client asks for one.
+    const receiver = WalReceiver.start(tl, {
+      sources: [url(pg)],
+      checkIntervalMs: 100,
+      connectTimeoutMs: 1500,
+      retry: { minMs: 100, factor: 1.5, maxMs: 1000 },
+    });
+    const status = () => JSON.stringify(receiver.status());
+    await until(
+      () => receiver.status().connected,
+      () => `connected: ${status()}`,
+    );
+    const target = await lsnOf(pg, "pg_current_wal_insert_lsn()");
+    await tl.waitLsn(target, ctx(), { timeoutMs: 30_000 });
+    // Nothing to wait for but time: an idle stream for several connect timeouts.
+    await sleep(5000, new CancellationToken());
+    assert.equal(receiver.status().connectionAttempts, 1, `no reconnect while idle: ${status()}`);
+
+    // A walsender that stops answering (SIGSTOP) is given up after connectTimeout.
+    const pid = await pg.sql(
+      "SELECT pid FROM pg_stat_replication WHERE application_name = 'tideline'",
+    );
+    assert.match(pid, /^\d+$/, "one tideline walsender");
+    process.kill(Number(pid), "SIGSTOP");
+    try {
+      await until(
+        () => (receiver.status().switches.NoKeepAlives ?? 0) >= 1 && receiver.status().connected,
+        () => `reconnected for lack of keepalives: ${status()}`,
+      );
+      await pg.sql(
+        "INSERT INTO pgbench_history (tid, bid, aid, delta) SELECT 1, 1, g, g FROM generate_series(1, 2000) g",
+      );
+      const more = await lsnOf(pg, "pg_current_wal_insert_lsn()");
+      await tl.waitLsn(more, ctx(), { timeoutMs: 30_000 });
+    } finally {
+      process.kill(Number(pid), "SIGCONT");
+    }
+    assert.equal(
+      receiver.status().switches.ConnectionFailed,
+      undefined,
+      `counted by its reason: ${status()}`,
+    );
     await assertSameWal(tl, pg, tl.startLsn, tl.lastRecordLsn);
     await receiver.stop();
   });
