@@ -357,3 +357,75 @@ describe("promotion while the standby holds only part of a record", {
     await assertSameWal(timeline, s, timeline.startLsn, timeline.lastRecordLsn);
   });
 });
+
+describe("a standby that stops receiving", {
+  skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
+}, () => {
+  let primary: Cluster | undefined;
+  let standby: Cluster | undefined;
+  let proxy: ThrottledProxy | undefined;
+  let dir: string | undefined;
+  let tl: Timeline | undefined;
+
+  after(async () => {
+    await tl?.shutdown("hard");
+    // Before the servers: a held proxy would keep the primary's shutdown waiting.
+    proxy?.close();
+    await Promise.all([primary?.stop(), standby?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("is left for the primary after laggingWalTimeout (NoWalTimeout), with no gap", async () => {
+    const p = await startCluster({
+      walSegmentSizeMiB: 1,
+      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
+    });
+    primary = p;
+    await p.pgbench(["-i", "-s", "1", "-q"]);
+    proxy = await throttledProxy(p.port, 4 << 20);
+    const s = await startStandby(p, {
+      settings: {
+        primary_conninfo: `host=127.0.0.1 port=${proxy.port} user=postgres application_name=standby`,
+      },
+    });
+    standby = s;
+    const flushed = await lsnOf(p, "pg_current_wal_flush_lsn()");
+    await until(
+      async () => (await lsnOf(s, "pg_last_wal_receive_lsn()")) >= flushed,
+      () => "the standby caught up",
+    );
+    dir = mkdtempSync(join(tmpdir(), "tideline-lagging-"));
+    const timeline = await Timeline.create({
+      dataDir: dir,
+      id: "lagging",
+      startLsn: segmentStart(flushed, SEG),
+      segmentSize: SEG,
+    });
+    tl = timeline;
+    const receiver = WalReceiver.start(timeline, {
+      sources: [url(s), url(p)],
+      checkIntervalMs: 100,
+      probeIntervalMs: 300,
+      laggingWalTimeoutMs: 1500,
+    });
+    const status = () => JSON.stringify(receiver.status());
+    await until(
+      () => receiver.status().source === url(s) && timeline.lastRecordLsn >= flushed,
+      () => `streaming from the standby: ${status()}`,
+    );
+    // The standby hears nothing more from its primary, which goes on writing.
+    proxy.hold();
+    await p.pgbench(["-n", "-c", "2", "-t", "300"]);
+    const target = await lsnOf(p, "pg_current_wal_insert_lsn()");
+    await until(
+      () => receiver.status().source === url(p),
+      () => `switched to the primary: ${status()}`,
+    );
+    await timeline.waitLsn(target, ctx(), { timeoutMs: 30_000 });
+    const st = receiver.status();
+    assert.equal(st.switches.NoWalTimeout, 1, `one switch, for NoWalTimeout: ${status()}`);
+    assert.equal(st.switches.ConnectionFailed, undefined, `no failure: ${status()}`);
+    assert.equal(st.connectionFailures, 0);
+    await assertSameWal(timeline, p, timeline.startLsn, timeline.lastRecordLsn);
+  });
+});
