@@ -429,3 +429,74 @@ describe("a standby that stops receiving", {
     await assertSameWal(timeline, p, timeline.startLsn, timeline.lastRecordLsn);
   });
 });
+
+describe("a promoted standby that never had WAL Tideline holds", {
+  skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
+}, () => {
+  let primary: Cluster | undefined;
+  let standby: Cluster | undefined;
+  let proxy: ThrottledProxy | undefined;
+  let dir: string | undefined;
+  let tl: Timeline | undefined;
+
+  after(async () => {
+    await tl?.shutdown("hard");
+    proxy?.close();
+    await Promise.all([primary?.stop(), standby?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("is refused for good with a clear error: the timeline diverged from the source's history", {
+    todo: "the receiver retries START_REPLICATION forever ('requested starting point ... on timeline 1 is not in this server's history'); it should compare the source's TIMELINE_HISTORY with what it holds and refuse that source for good",
+  }, async () => {
+    const p = await startCluster({
+      walSegmentSizeMiB: 1,
+      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
+    });
+    primary = p;
+    proxy = await throttledProxy(p.port, 4 << 20);
+    const s = await startStandby(p, {
+      settings: {
+        primary_conninfo: `host=127.0.0.1 port=${proxy.port} user=postgres application_name=standby`,
+      },
+    });
+    standby = s;
+    const flushed = await lsnOf(p, "pg_current_wal_flush_lsn()");
+    await until(
+      async () => (await lsnOf(s, "pg_last_wal_receive_lsn()")) >= flushed,
+      () => "the standby caught up",
+    );
+    dir = mkdtempSync(join(tmpdir(), "tideline-diverged-"));
+    const timeline = await Timeline.create({
+      dataDir: dir,
+      id: "diverged",
+      startLsn: segmentStart(flushed, SEG),
+      segmentSize: SEG,
+    });
+    tl = timeline;
+    const first = WalReceiver.start(timeline, { sources: [url(p)], checkIntervalMs: 100 });
+    // The standby stops receiving; Tideline gets more WAL from the primary, which then dies.
+    proxy.hold();
+    await p.sql("CREATE TABLE lost AS SELECT g FROM generate_series(1, 20000) g");
+    const lost = await lsnOf(p, "pg_current_wal_insert_lsn()");
+    await timeline.waitLsn(lost, ctx(), { timeoutMs: 30_000 });
+    await first.stop();
+    await p.stopServer("immediate");
+    await s.promote();
+    assert.ok((await lsnOf(s, "pg_current_wal_insert_lsn()")) < lost, "the standby never had it");
+
+    const second = WalReceiver.start(timeline, {
+      sources: [url(s)],
+      checkIntervalMs: 100,
+      retry: { minMs: 100, factor: 1.5, maxMs: 500 },
+    });
+    await until(
+      () => second.task.isFinished,
+      () => `the receiver gave up on a diverged source: ${JSON.stringify(second.status())}`,
+      10_000,
+    );
+    const outcome = await second.task.join();
+    assert.equal(outcome.status, "failed");
+    assert.match(String((outcome as { error?: Error }).error?.message), /diverge|history/);
+  });
+});
