@@ -70,6 +70,8 @@ async function main() {
     const results: Record<string, number[]> = {
       "pg_receivewal -E": [],
       "tideline ingest --end-lsn": [],
+      "pg_receivewal -E --no-sync": [],
+      "tideline ingest --end-lsn --no-sync": [],
     };
     for (let round = 0; round < ROUNDS; round++) {
       const dir = mkdtempSync(join(tmpdir(), "tideline-bench-ingest-"));
