@@ -5,10 +5,10 @@
  */
 import { Channel, type Gate, type RequestContext, spawn, TaskKind } from "../lifecycle/index.js";
 import type { Timeline } from "../timeline/index.js";
-import type { Lsn } from "../wal/index.js";
+import { type Lsn, parseLsn } from "../wal/index.js";
 import { type FeedbackPositions, pollConnection, type WalPiece } from "./connection_poller.js";
 import type { Source } from "./conninfo.js";
-import { SourceError, SystemIdMismatchError } from "./errors.js";
+import { SourceError, SystemIdMismatchError, TimelineDivergedError } from "./errors.js";
 import { ReplicationConnection, type StreamEnd } from "./replication_connection.js";
 import type { WalConnectionStatus } from "./status.js";
 
@@ -91,6 +91,20 @@ export async function runConnection(
     const start = timeline.streamEnd;
     const pgTimeline =
       options.pgTimeline ?? (timeline.pgVersion !== 0 ? timeline.pgTimeline : id.timeline);
+    if (pgTimeline < id.timeline) {
+      // The source has moved on to a later timeline: where did ours end in its history?
+      // If before the WAL we hold, the histories diverged and no retry can help.
+      const history = await conn.timelineHistory(id.timeline, ctx.token);
+      const switchLsn = timelineEnd(history.content, pgTimeline);
+      if (switchLsn === undefined || timeline.lastRecordLsn > switchLsn) {
+        throw new TimelineDivergedError(
+          source.display,
+          pgTimeline,
+          switchLsn ?? 0n,
+          timeline.lastRecordLsn,
+        );
+      }
+    }
     const stream = conn.startReplication(
       { lsn: start, slot: options.slot, timeline: pgTimeline },
       ctx.token,
@@ -159,4 +173,19 @@ export async function runConnection(
     status.isConnected = false;
     await conn.close();
   }
+}
+
+/** Where `tli` ends according to a history file's content (`tli\tswitchLSN\treason` lines). */
+function timelineEnd(content: string, tli: number): Lsn | undefined {
+  for (const line of content.split("\n")) {
+    const [t, lsn] = line.trim().split(/\s+/);
+    if (t !== undefined && lsn !== undefined && /^\d+$/.test(t) && Number(t) === tli) {
+      try {
+        return parseLsn(lsn);
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { formatLsn, type Lsn } from "../wal/index.js";
 
 /**
  * A WAL source failed: it refused the connection or a command, or the connection broke.
@@ -46,5 +47,31 @@ export class SystemIdMismatchError extends Error {
     this.name = "SystemIdMismatchError";
     this.expected = expected;
     this.got = got;
+  }
+}
+
+/**
+ * The timeline holds WAL that the source's history does not: the source was promoted
+ * from a point before the end of what the timeline received (its old primary's WAL past
+ * that point was lost to it). Streaming from it would mix two histories.
+ *
+ * @example
+ * ```ts
+ * import { TimelineDivergedError } from "tideline/walreceiver";
+ * new TimelineDivergedError("127.0.0.1:5432", 1, 0x3000000n, 0x3100000n).message;
+ * ```
+ */
+export class TimelineDivergedError extends Error {
+  readonly pgTimeline: number;
+  readonly switchLsn: Lsn;
+  readonly lastRecordLsn: Lsn;
+  constructor(source: string, pgTimeline: number, switchLsn: Lsn, lastRecordLsn: Lsn) {
+    super(
+      `Source ${source}: its history leaves timeline ${pgTimeline} at ${formatLsn(switchLsn)}, but this timeline holds WAL of timeline ${pgTimeline} up to ${formatLsn(lastRecordLsn)}: the histories diverged, refusing this source`,
+    );
+    this.name = "TimelineDivergedError";
+    this.pgTimeline = pgTimeline;
+    this.switchLsn = switchLsn;
+    this.lastRecordLsn = lastRecordLsn;
   }
 }

@@ -18,7 +18,7 @@ import type { Timeline } from "../timeline/index.js";
 import type { Lsn } from "../wal/index.js";
 import { type ConnectionOptions, runConnection } from "./connection_handler.js";
 import type { Source } from "./conninfo.js";
-import { SystemIdMismatchError } from "./errors.js";
+import { SystemIdMismatchError, TimelineDivergedError } from "./errors.js";
 import { ReplicationConnection, type StreamEnd } from "./replication_connection.js";
 import { newConnectionStatus, type SwitchReason, type WalConnectionStatus } from "./status.js";
 
@@ -269,7 +269,9 @@ export async function runManager(
       c.failures++;
       c.lastError = outcome.status === "failed" ? (outcome.error as Error).message : "cancelled";
       c.retryAt =
-        outcome.status === "failed" && outcome.error instanceof SystemIdMismatchError
+        outcome.status === "failed" &&
+        (outcome.error instanceof SystemIdMismatchError ||
+          outcome.error instanceof TimelineDivergedError)
           ? Number.POSITIVE_INFINITY
           : Date.now() + backoff(c);
       reason = "ConnectionFailed";
