@@ -446,9 +446,7 @@ describe("a promoted standby that never had WAL Tideline holds", {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("is refused for good with a clear error: the timeline diverged from the source's history", {
-    todo: "the receiver retries START_REPLICATION forever ('requested starting point ... on timeline 1 is not in this server's history'); it should compare the source's TIMELINE_HISTORY with what it holds and refuse that source for good",
-  }, async () => {
+  it("is refused for good with a clear error: the timeline diverged from the source's history", async () => {
     const p = await startCluster({
       walSegmentSizeMiB: 1,
       settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
@@ -497,6 +495,10 @@ describe("a promoted standby that never had WAL Tideline holds", {
     );
     const outcome = await second.task.join();
     assert.equal(outcome.status, "failed");
-    assert.match(String((outcome as { error?: Error }).error?.message), /diverge|history/);
+    assert.match(
+      String((outcome as { error?: Error }).error?.message),
+      /No usable WAL source: .*its history leaves timeline 1 at .* the histories diverged/,
+    );
+    assert.equal(second.status().connectionAttempts, 1, "refused at the first attempt");
   });
 });
