@@ -618,6 +618,26 @@ export class Timeline {
     this.#decoder = this.#newDecoder();
   }
 
+  /**
+   * Drops the bytes received past the last complete record (the start of a record still
+   * streaming) and returns where the stream now ends. Nothing durable is touched: those
+   * bytes are never in a layer file. For a WAL receiver whose source's timeline ended
+   * inside that record (a promotion): the new timeline continues from the switch point.
+   * Throws `TypeError` while an `ingest` call is running.
+   *
+   * @example
+   * ```ts
+   * // const resumeAt = timeline.discardIncompleteTail();
+   * ```
+   */
+  discardIncompleteTail(): Lsn {
+    if (this.#ingesting)
+      throw new TypeError(`Timeline "${this.id}": cannot drop the tail while ingest runs`);
+    this.#checkUsable();
+    if (this.#streamEnd > this.#cutPoint()) this.#rewindToLastRecord();
+    return this.#streamEnd;
+  }
+
   /** Freezes the open layer at the cut point (if it holds a complete record); returns that point. */
   #freezeOpen(): Lsn {
     const at = this.#cutPoint();

@@ -164,6 +164,22 @@ export async function runConnection(
     if (ingestError !== undefined) throw ingestError;
     if (outcome.status !== "succeeded") throw outcome.error;
     const end = outcome.value;
+    const switchAt = end.nextTimelineStart;
+    if (switchAt !== undefined && timeline.streamEnd > switchAt) {
+      // The source's timeline ended inside a record we had started to receive (a standby
+      // promoted while it held only part of it): that record never happened on the new
+      // timeline. Drop the incomplete tail, so the next connection starts at the switch.
+      // Complete records past the switch would mean the histories diverged.
+      if (timeline.lastRecordLsn > switchAt) {
+        throw new TimelineDivergedError(
+          source.display,
+          timeline.pgTimeline,
+          switchAt,
+          timeline.lastRecordLsn,
+        );
+      }
+      timeline.discardIncompleteTail();
+    }
     if (end.nextTimeline !== undefined && options.onTimelineHistory !== undefined) {
       const history = await conn.timelineHistory(end.nextTimeline, ctx.token);
       await options.onTimelineHistory(history.filename, history.content);

@@ -199,9 +199,7 @@ describe("failover between a primary and its standby", {
     }
   });
 
-  it("tideline export names each segment by the timeline it belongs to, as pg_wal does, and writes the history file", {
-    todo: "exportSegments names every segment with the timeline's newest PostgreSQL timeline (src/timeline/export.ts)",
-  }, () => {
+  it("tideline export names each segment by the timeline it belongs to, as pg_wal does, and writes the history file", {}, () => {
     const names = exported.map((name) =>
       serverSegmentFile(standby, parseSegmentFileName(name, SEG)!.segno),
     );
@@ -292,9 +290,7 @@ describe("promotion while the standby holds only part of a record", {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("drops the received bytes past the switch point and follows onto timeline 2", {
-    todo: "after end-of-timeline the manager restarts at streamEnd, inside the incomplete record past the switch point: the server refuses it (ahead of its flush position) until its new timeline passes that LSN; Timeline needs a way to drop its incomplete tail",
-  }, async () => {
+  it("drops the received bytes past the switch point and follows onto timeline 2", {}, async () => {
     primary = await startCluster({
       walSegmentSizeMiB: 1,
       settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
@@ -344,12 +340,11 @@ describe("promotion while the standby holds only part of a record", {
     assert.ok(timeline.streamEnd > switchPoint);
     await primary.stopServer("immediate");
     await s.promote();
-    await s.sql("CREATE TABLE after_promotion AS SELECT g FROM generate_series(1, 10000) g");
+    await s.sql("CREATE TABLE after_promotion (g int); INSERT INTO after_promotion VALUES (1)");
     const target = await lsnOf(s, "pg_current_wal_insert_lsn()");
-    assert.ok(
-      target < timeline.streamEnd,
-      "the new timeline has not reached the received bytes' end",
-    );
+    // The new timeline's WAL may not have reached the partial record's end yet; either way
+    // the receiver must drop the incomplete tail, start timeline 2 at the switch point and
+    // hold exactly the server's WAL.
     await timeline
       .waitLsn(target, ctx(), { timeoutMs: 10_000 })
       .catch((e: Error) => assert.fail(`${e.message}\n${JSON.stringify(receiver.status())}`));
