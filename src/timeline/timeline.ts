@@ -88,6 +88,11 @@ export interface TimelineOptions {
    */
   writeLayer?: typeof writeLayerFile;
   /**
+   * Freeze the open layer once it is this old (ms) and holds a complete record, even if it
+   * is not full, so a quiet source's WAL becomes durable too. Default 30 000.
+   */
+  maxLayerAgeMs?: number;
+  /**
    * fsync layer files and the index (default true). Without it, a machine crash may lose
    * WAL already reported as durable: for tests and benchmarks only.
    */
@@ -133,8 +138,10 @@ interface Frozen {
 type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
 
 const XLOG_SWITCH_INFO = 0x40;
-/** XLOG_END_OF_RECOVERY: written where a new PostgreSQL timeline begins. */
+/** XLOG_END_OF_RECOVERY: written where a new PostgreSQL timeline begins (a promotion). */
 const XLOG_END_OF_RECOVERY_INFO = 0x90;
+/** XLOG_CHECKPOINT_SHUTDOWN: also begins a new timeline when recovery ends without a promotion. */
+const XLOG_CHECKPOINT_SHUTDOWN_INFO = 0x00;
 const DEFAULT_LAYER_SIZE = 64 << 20;
 const DEFAULT_WAIT_LSN_TIMEOUT_MS = 300_000;
 
@@ -184,6 +191,9 @@ export class Timeline {
   readonly #readOnly: boolean;
   readonly #writeLayer: typeof writeLayerFile;
   readonly #fsync: boolean;
+  readonly #maxLayerAgeMs: number;
+  /** When the open layer was started (ms since the epoch). */
+  #openedAt = Date.now();
 
   #index: TimelineIndex;
   #state: TimelineState = "active";
@@ -235,6 +245,7 @@ export class Timeline {
     this.#readOnly = readOnly;
     this.#writeLayer = options.writeLayer ?? writeLayerFile;
     this.#fsync = options.fsync ?? true;
+    this.#maxLayerAgeMs = positive(options.maxLayerAgeMs ?? 30_000, "maxLayerAgeMs");
     this.#index = index;
     this.#diskLayers = layers;
     this.#meta = {
@@ -644,6 +655,7 @@ export class Timeline {
     if (at <= this.#open.start) return this.#open.start;
     const frozen = this.#open;
     this.#open = frozen.freezeAt(at);
+    this.#openedAt = Date.now();
     this.#frozen.push({
       layer: frozen,
       meta: { ...this.#meta },
@@ -669,10 +681,23 @@ export class Timeline {
     let flushed = 0;
     while (true) {
       try {
-        await this.#frozenCount.wait(flushed + 1, { token: ctx.token });
+        await this.#frozenCount.wait(flushed + 1, {
+          token: ctx.token,
+          timeoutMs: this.#maxLayerAgeMs,
+        });
       } catch (error) {
         if (error instanceof ShutdownError) return;
-        throw error;
+        if (!(error instanceof TimeoutError)) throw error;
+        // A quiet source: make what arrived durable anyway, so the flush position reported to
+        // the server (and a slot's restart point) keeps moving.
+        if (
+          this.#state === "active" &&
+          !this.#ingestClosed &&
+          Date.now() - this.#openedAt >= this.#maxLayerAgeMs
+        ) {
+          this.#freezeOpen();
+        }
+        continue;
       }
       const item = this.#frozen[0]!;
       try {

@@ -162,6 +162,25 @@ describe("Timeline shutdown, back-pressure and waitLsn", {
     await reopened.shutdown("hard");
   });
 
+  it("a quiet source's WAL becomes durable after maxLayerAgeMs, with no full layer and no flush call", async () => {
+    const run = async (maxLayerAgeMs: number) => {
+      const tl = await create({ layerSize: 64 << 20, maxLayerAgeMs });
+      const c = root();
+      const upTo = src.records[200]!.end;
+      for (const p of pieces(src, src.start, upTo, prng(12))) await tl.ingest(p.lsn, p.bytes, c);
+      for (let i = 0; i < 100 && tl.diskConsistentLsn < tl.lastRecordLsn; i++)
+        await sleep(10, new CancellationToken());
+      const durable = tl.diskConsistentLsn;
+      const last = tl.lastRecordLsn;
+      await tl.shutdown("hard");
+      return { durable, last };
+    };
+    const aged = await run(50);
+    assert.equal(aged.durable, aged.last, "frozen and flushed by age");
+    const young = await run(3_600_000);
+    assert.ok(young.durable < young.last, "without the age limit it would have stayed in memory");
+  });
+
   describe("back-pressure", () => {
     async function peakMemory(maxFrozenLayers: number) {
       const layerSize = 64 << 10;
