@@ -580,12 +580,13 @@ export class Timeline {
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
     const tli = this.#decoder.timeline;
     if (tli !== undefined) this.#meta.pgTimeline = tli;
+    const kind = rec.info & 0xf0;
     if (
       rec.rmid === 0 &&
-      (rec.info & 0xf0) === XLOG_END_OF_RECOVERY_INFO &&
+      (kind === XLOG_END_OF_RECOVERY_INFO || kind === XLOG_CHECKPOINT_SHUTDOWN_INFO) &&
       rec.mainDataLen >= 16
     ) {
-      // xl_end_of_recovery: end_time (8), ThisTimeLineID (4), PrevTimeLineID (4), ...
+      // Both start with 8 bytes (end_time / redo), then ThisTimeLineID (4), PrevTimeLineID (4).
       const data = rec.mainData();
       const timeline = data.readUInt32LE(8);
       const parent = data.readUInt32LE(12);
