@@ -3,11 +3,13 @@
  * index, written once, fsynced, and named by their LSN range.
  *
  * Layout (little-endian):
- * - header, 64 bytes: magic `TIDELYR1`, u32 format version, u32 compression (0 none),
+ * - header, 64 bytes: magic `TIDELYR1`, u32 format version, u32 compression (0 none,
+ *   1 lz4 block, 2 zstd, per chunk),
  *   u64 start, u64 end, u64 system id, u32 PostgreSQL timeline, u32 PostgreSQL major,
  *   u32 record count, u32 block-reference count, u32 chunk count, u32 chunk size;
  * - the WAL bytes in chunks of `chunk size` (the last one shorter);
- * - the chunk table: per chunk u64 file offset, u32 stored length, u32 CRC32C;
+ * - the chunk table: per chunk u64 file offset, u32 stored length, u32 CRC32C of the
+ *   stored (maybe compressed) bytes;
  * - the record table and the block table (see `layer_tables.ts`), column by column;
  * - footer, 32 bytes: u64 offsets of the chunk, record and block tables, u32 CRC32C of
  *   the header, the tables and these offsets, magic `TEND`.
@@ -17,7 +19,9 @@
  */
 import { open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
+import * as zlib from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
+import * as lz4 from "lz4-napi";
 import type { CancellationToken } from "../lifecycle/index.js";
 import type { Lsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
@@ -32,6 +36,63 @@ const FOOTER = 32;
 const FORMAT_VERSION = 1;
 /** WAL bytes per chunk: the unit of checksumming and of random reads. */
 export const LAYER_CHUNK_SIZE = 1 << 20;
+
+/** How a layer file's WAL chunks are stored. */
+export type LayerCompression = "none" | "lz4" | "zstd";
+
+const COMPRESSION_CODES: Record<LayerCompression, number> = { none: 0, lz4: 1, zstd: 2 };
+const zstd = zlib as unknown as {
+  zstdCompress?: (buf: Buffer, cb: (err: Error | null, out: Buffer) => void) => void;
+  zstdDecompressSync?: (buf: Buffer) => Buffer;
+};
+
+/**
+ * Checks that `compression` is known and available on this Node.js (zstd needs 22.15+).
+ *
+ * @example
+ * ```ts
+ * import { checkLayerCompression } from "tideline/timeline";
+ * checkLayerCompression("lz4"); // "lz4"
+ * ```
+ */
+export function checkLayerCompression(compression: unknown): LayerCompression {
+  if (compression !== "none" && compression !== "lz4" && compression !== "zstd") {
+    throw new RangeError(
+      `Unknown layer compression ${JSON.stringify(compression)}: expected "none", "lz4" or "zstd"`,
+    );
+  }
+  if (compression === "zstd" && zstd.zstdCompress === undefined) {
+    throw new RangeError(
+      `Layer compression "zstd" needs Node.js 22.15 or newer (this is ${process.version}); use "lz4"`,
+    );
+  }
+  return compression;
+}
+
+async function compressChunk(data: Buffer, compression: LayerCompression): Promise<Buffer> {
+  if (compression === "lz4") return lz4.compress(data);
+  if (compression === "zstd") {
+    return new Promise((resolve, reject) =>
+      zstd.zstdCompress!(data, (err, out) => (err ? reject(err) : resolve(out))),
+    );
+  }
+  return data;
+}
+
+function decompressChunk(stored: Buffer, code: number, path: string): Buffer {
+  if (code === 0) return stored;
+  if (code === 1) return lz4.uncompressSync(stored);
+  if (code === 2) {
+    if (zstd.zstdDecompressSync === undefined) {
+      throw new LayerCorruptError(
+        path,
+        `it is zstd-compressed, which needs Node.js 22.15+ (this is ${process.version})`,
+      );
+    }
+    return zstd.zstdDecompressSync(stored);
+  }
+  throw new LayerCorruptError(path, `unknown compression code ${code}`);
+}
 
 /** What a layer file says about itself. */
 export interface LayerMeta {
@@ -93,10 +154,11 @@ export async function writeLayerFile(
   layer: InMemoryLayer,
   meta: LayerMeta,
   token: CancellationToken,
-  options: { fsync?: boolean } = {},
+  options: { fsync?: boolean; compression?: LayerCompression } = {},
 ): Promise<{ name: string; size: number }> {
   if (!layer.frozen) throw new TypeError("Only a frozen layer can be written");
   const fsync = options.fsync ?? true;
+  const compression = checkLayerCompression(options.compression ?? "none");
   const name = layerFileName(layer.start, layer.end);
   const tmp = join(dir, `${name}.tmp`);
   const file = await open(tmp, "w");
@@ -106,7 +168,7 @@ export async function writeLayerFile(
     const header = Buffer.alloc(HEADER);
     MAGIC.copy(header, 0);
     header.writeUInt32LE(FORMAT_VERSION, 8);
-    header.writeUInt32LE(0, 12);
+    header.writeUInt32LE(COMPRESSION_CODES[compression], 12);
     header.writeBigUInt64LE(layer.start, 16);
     header.writeBigUInt64LE(layer.end, 24);
     header.writeBigUInt64LE(meta.systemId, 32);
@@ -127,12 +189,13 @@ export async function writeLayerFile(
       const to = from + BigInt(Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE));
       const n = Number(to - from);
       layer.copyTo(from, to, buf, 0);
-      const data = buf.subarray(0, n);
+      // The CRC covers the stored bytes, so damage is caught before any decompression.
+      const data = await compressChunk(buf.subarray(0, n), compression);
       chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
-      chunkTable.writeUInt32LE(n, i * 16 + 8);
+      chunkTable.writeUInt32LE(data.length, i * 16 + 8);
       chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
-      await file.write(data, 0, n, offset);
-      offset += n;
+      await file.write(data, 0, data.length, offset);
+      offset += data.length;
     }
     const records = layer.records.serialize();
     const blocks = (layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy()).serialize();
@@ -185,6 +248,8 @@ export class DiskLayer {
   readonly blocks: BlockTable;
   readonly #chunks: Buffer;
   readonly #chunkSize: number;
+  /** 0 none, 1 lz4, 2 zstd. */
+  readonly #compression: number;
 
   private constructor(
     path: string,
@@ -203,6 +268,7 @@ export class DiskLayer {
       pgVersion: header.readUInt32LE(44),
     };
     this.#chunkSize = header.readUInt32LE(60);
+    this.#compression = header.readUInt32LE(12);
     this.fileSize = fileSize;
     this.#chunks = chunks;
     this.records = records;
@@ -291,18 +357,26 @@ export class DiskLayer {
       let written = 0;
       for (let i = first; i <= last; i++) {
         const offset = Number(this.#chunks.readBigUInt64LE(i * 16));
-        const len = this.#chunks.readUInt32LE(i * 16 + 8);
-        const data = Buffer.allocUnsafe(len);
-        await file.read(data, 0, len, offset);
-        if (crc32c(data) !== this.#chunks.readUInt32LE(i * 16 + 12)) {
+        const storedLen = this.#chunks.readUInt32LE(i * 16 + 8);
+        const stored = Buffer.allocUnsafe(storedLen);
+        await file.read(stored, 0, storedLen, offset);
+        if (crc32c(stored) !== this.#chunks.readUInt32LE(i * 16 + 12)) {
           throw new LayerCorruptError(
             this.path,
             `CRC mismatch in chunk ${i} (WAL from ${this.start + BigInt(i * this.#chunkSize)})`,
           );
         }
+        const data = decompressChunk(stored, this.#compression, this.path);
+        const rawLen = Math.min(this.#chunkSize, this.size - i * this.#chunkSize);
+        if (data.length !== rawLen) {
+          throw new LayerCorruptError(
+            this.path,
+            `chunk ${i} holds ${data.length} bytes, expected ${rawLen}`,
+          );
+        }
         const chunkStart = this.start + BigInt(i * this.#chunkSize);
         const a = from > chunkStart ? Number(from - chunkStart) : 0;
-        const b = Math.min(len, Number(to - chunkStart));
+        const b = Math.min(rawLen, Number(to - chunkStart));
         data.copy(out, written, a, b);
         written += b - a;
       }

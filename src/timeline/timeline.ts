@@ -42,7 +42,13 @@ import {
   WalDiscontinuityError,
 } from "./errors.js";
 import { InMemoryLayer } from "./in_memory_layer.js";
-import { DiskLayer, type LayerMeta, writeLayerFile } from "./layer_file.js";
+import {
+  checkLayerCompression,
+  DiskLayer,
+  type LayerCompression,
+  type LayerMeta,
+  writeLayerFile,
+} from "./layer_file.js";
 import {
   BLOCK_APPLY_IMAGE,
   BLOCK_HAS_IMAGE,
@@ -87,6 +93,8 @@ export interface TimelineOptions {
    * observe or slow flushes. It must honour its token.
    */
   writeLayer?: typeof writeLayerFile;
+  /** How layer files store WAL: "none" (default), "lz4", or "zstd" (Node.js 22.15+). */
+  compression?: LayerCompression;
   /**
    * Freeze the open layer once it is this old (ms) and holds a complete record, even if it
    * is not full, so a quiet source's WAL becomes durable too. Default 30 000.
@@ -192,6 +200,7 @@ export class Timeline {
   readonly #writeLayer: typeof writeLayerFile;
   readonly #fsync: boolean;
   readonly #maxLayerAgeMs: number;
+  readonly #compression: LayerCompression;
   /** When the open layer was started (ms since the epoch). */
   #openedAt = Date.now();
 
@@ -246,6 +255,7 @@ export class Timeline {
     this.#writeLayer = options.writeLayer ?? writeLayerFile;
     this.#fsync = options.fsync ?? true;
     this.#maxLayerAgeMs = positive(options.maxLayerAgeMs ?? 30_000, "maxLayerAgeMs");
+    this.#compression = checkLayerCompression(options.compression ?? "none");
     this.#index = index;
     this.#diskLayers = layers;
     this.#meta = {
@@ -727,6 +737,7 @@ export class Timeline {
     const { layer, meta } = item;
     const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
       fsync: this.#fsync,
+      compression: this.#compression,
     });
     const disk = await DiskLayer.open(join(this.dir, "layers", name));
     const index: TimelineIndex = {

@@ -3,9 +3,9 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { CancellationToken, CancelledError, spawn, TaskKind } from "../../../lifecycle/index.js";
-import { Timeline } from "../../../timeline/index.js";
+import { checkLayerCompression, Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../../wal/index.js";
 import {
   parseSource,
@@ -25,6 +25,7 @@ interface IngestCliOptions {
   startLsn?: Lsn;
   endLsn?: Lsn;
   sync: boolean;
+  compression: string;
 }
 
 /** What the first reachable source said about itself. */
@@ -70,7 +71,7 @@ async function identify(
  * @example
  * ```ts
  * import { runIngest } from "./ingest.js";
- * process.exitCode = await runIngest({ source: ["postgres://postgres@127.0.0.1:5432/postgres"], dataDir: "/data", timeline: "main", sync: true });
+ * process.exitCode = await runIngest({ source: ["postgres://postgres@127.0.0.1:5432/postgres"], dataDir: "/data", timeline: "main", sync: true, compression: "none" });
  * ```
  */
 export async function runIngest(options: IngestCliOptions): Promise<number> {
@@ -120,6 +121,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
         dataDir: options.dataDir,
         id: options.timeline,
         fsync: options.sync,
+        compression: checkLayerCompression(options.compression),
       });
       if (timeline.systemId !== 0n && timeline.systemId !== id.systemId) {
         await timeline.shutdown("hard");
@@ -143,6 +145,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
         systemId: id.systemId,
         pgTimeline: id.timeline,
         fsync: options.sync,
+        compression: checkLayerCompression(options.compression),
       });
       log.info(
         { timeline: timeline.id, startLsn: formatLsn(startLsn), systemId: String(id.systemId) },
@@ -252,6 +255,11 @@ export function registerIngest(program: Command): void {
     .option("--create-slot", "create the slot if it does not exist")
     .option("--start-lsn <lsn>", "a new timeline starts at the segment holding this LSN", lsnOption)
     .option("--end-lsn <lsn>", "stop by itself once WAL up to this LSN is durable", lsnOption)
+    .addOption(
+      new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
+        .choices(["none", "lz4", "zstd"])
+        .default("none"),
+    )
     .option(
       "--no-sync",
       "do not fsync layer files (testing only: a machine crash may lose WAL reported as flushed)",
