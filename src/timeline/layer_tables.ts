@@ -252,32 +252,59 @@ export class BlockTable {
 
   /** A copy sorted by block, then record; rows of records at or after `fromRecord` only, renumbered. */
   sortedCopy(fromRecord = 0, toRecord = Number.POSITIVE_INFINITY): BlockTable {
-    const order: number[] = [];
+    let n = 0;
+    let order = new Uint32Array(this.length);
     for (let i = 0; i < this.length; i++) {
       const r = this.record[i]!;
-      if (r >= fromRecord && r < toRecord) order.push(i);
+      if (r >= fromRecord && r < toRecord) order[n++] = i;
     }
-    order.sort(
-      (a, b) =>
-        this.spc[a]! - this.spc[b]! ||
-        this.db[a]! - this.db[b]! ||
-        this.rel[a]! - this.rel[b]! ||
-        this.fork[a]! - this.fork[b]! ||
-        this.blk[a]! - this.blk[b]! ||
-        this.record[a]! - this.record[b]!,
-    );
+    order = order.subarray(0, n);
+    // Rows were appended in record order, so a stable sort by block keeps each block's
+    // records in order. LSD radix sort, 16 bits a pass, least significant key first;
+    // a pass whose digit is the same for every row (spc, db, fork usually) is skipped.
+    let scratch = new Uint32Array(n);
+    const counts = new Uint32Array(65536);
+    const pass = (column: Uint32Array | Uint8Array, shift: number) => {
+      counts.fill(0);
+      for (let k = 0; k < n; k++) counts[(column[order[k]!]! >>> shift) & 0xffff]!++;
+      if (counts[(column[order[0]!]! >>> shift) & 0xffff] === n) return;
+      let sum = 0;
+      for (let d = 0; d < 65536; d++) {
+        const c = counts[d]!;
+        counts[d] = sum;
+        sum += c;
+      }
+      for (let k = 0; k < n; k++) {
+        const row = order[k]!;
+        scratch[counts[(column[row]! >>> shift) & 0xffff]!++] = row;
+      }
+      [order, scratch] = [scratch, order];
+    };
+    if (n > 1) {
+      for (const column of [this.blk, this.fork, this.rel, this.db, this.spc] as const) {
+        pass(column, 0);
+        if (column.BYTES_PER_ELEMENT === 4) pass(column, 16);
+      }
+    }
     const t = new BlockTable();
-    for (const i of order) {
-      t.pushRaw(
-        this.spc[i]!,
-        this.db[i]!,
-        this.rel[i]!,
-        this.fork[i]!,
-        this.blk[i]!,
-        this.flags[i]!,
-        this.record[i]! - fromRecord,
-      );
+    t.spc = new Uint32Array(n);
+    t.db = new Uint32Array(n);
+    t.rel = new Uint32Array(n);
+    t.blk = new Uint32Array(n);
+    t.record = new Uint32Array(n);
+    t.fork = new Uint8Array(n);
+    t.flags = new Uint8Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      t.spc[k] = this.spc[i]!;
+      t.db[k] = this.db[i]!;
+      t.rel[k] = this.rel[i]!;
+      t.blk[k] = this.blk[i]!;
+      t.fork[k] = this.fork[i]!;
+      t.flags[k] = this.flags[i]!;
+      t.record[k] = this.record[i]! - fromRecord;
     }
+    t.length = n;
     t.sorted = true;
     return t;
   }

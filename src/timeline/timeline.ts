@@ -82,7 +82,7 @@ export interface TimelineOptions {
   parent?: { token: CancellationToken; gate: Gate };
   /** Where its tasks register. Default: the global registry. */
   registry?: TaskRegistry;
-  /** Freeze the open layer once it holds this many bytes. Default 64 MiB. */
+  /** Freeze the open layer once it holds this many bytes. Default 16 MiB (a segment). */
   layerSize?: number;
   /** Ingest waits while more frozen layers than this await flushing. Default 2. */
   maxFrozenLayers?: number;
@@ -150,7 +150,7 @@ const XLOG_SWITCH_INFO = 0x40;
 const XLOG_END_OF_RECOVERY_INFO = 0x90;
 /** XLOG_CHECKPOINT_SHUTDOWN: also begins a new timeline when recovery ends without a promotion. */
 const XLOG_CHECKPOINT_SHUTDOWN_INFO = 0x00;
-const DEFAULT_LAYER_SIZE = 64 << 20;
+const DEFAULT_LAYER_SIZE = 16 << 20;
 const DEFAULT_WAIT_LSN_TIMEOUT_MS = 300_000;
 
 function timelineDir(dataDir: string, id: string): string {
