@@ -762,6 +762,21 @@ export class Timeline {
   }
 
   /**
+   * Freezes the open layer now (if it holds a complete record) without waiting: the
+   * flush task writes it, and `diskConsistentLsn` moves when it has. Returns the LSN that
+   * will then be durable. For a source that asks for a reply while it shuts down.
+   *
+   * @example
+   * ```ts
+   * // const willBeDurable = timeline.freeze();
+   * ```
+   */
+  freeze(): Lsn {
+    this.#checkUsable();
+    return this.#freezeOpen();
+  }
+
+  /**
    * Freezes the open layer now and waits until everything ingested so far is durable
    * (`diskConsistentLsn >= lastRecordLsn`), on `ctx.token`.
    *

@@ -128,9 +128,17 @@ export async function runConnection(
       requestFlush: () => {
         if (received <= flushAskedFor) return;
         flushAskedFor = received;
-        // Freezes the open layer now; the flush task writes it. Not awaited: the poller
-        // reports the flush position once it moves. Ends with the connection's token.
-        timeline.flush(ctx).catch(() => {});
+        // Freezes the open layer now; the flush task writes it, and the poller reports
+        // the flush position once it moves. Synchronous: nothing is left running here.
+        // Called from the socket's data callback, so it must not throw: a stopping
+        // timeline flushes by itself.
+        if (timeline.state === "active") {
+          try {
+            timeline.freeze();
+          } catch {
+            // Shutting down meanwhile: its own flush covers this.
+          }
+        }
       },
     };
     const poller = spawn(

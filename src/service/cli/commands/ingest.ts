@@ -102,6 +102,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
       signals === 1 ? "shutting down: flushing (send again to stop at once)" : "stopping at once",
     );
     if (signals === 1) requestStop(mode);
+    // Escalates the shutdown under way; its promise is the one the main path awaits below.
     else timeline.shutdown("hard").catch(() => {});
   };
   process.on("SIGINT", onSignal);
