@@ -17,9 +17,11 @@ if [ ! -x "$pg_bin/pg_waldump" ] || [ ! -x "$pg_bin/pgbench" ]; then
   $sudo mkdir -p /etc/postgresql-common
   echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  # Our createcluster.conf exists before the package that ships it: keep ours, never prompt.
+  keep=(-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${keep[@]}" \
     postgresql-15 postgresql-contrib-15 >/dev/null 2>&1 \
-    || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+    || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${keep[@]}" postgresql-15
 fi
 
 # PostgreSQL refuses to run as root: tests run servers as this unprivileged user.
