@@ -89,25 +89,95 @@ export async function exportSegments(
     const name =
       segmentFileName(await lastPageTimeline(timeline, start, end, ctx), segno, size) +
       (whole ? "" : ".partial");
-    const tmp = join(outDir, `${name}.tmp`);
-    const file = await open(tmp, "w");
-    try {
-      let offset = 0;
-      for await (const piece of timeline.walRange(start, end, ctx)) {
-        await file.write(piece, 0, piece.length, offset);
-        offset += piece.length;
-      }
-      if (!whole) await file.truncate(size);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, join(outDir, name));
+    await writeWalFile(timeline, start, end, join(outDir, name), ctx);
     files.push(name);
     options.onFile?.(name, files.length, count);
   }
   await fsyncDir(outDir);
   return { files, historyFiles, from, to };
+}
+
+/**
+ * Writes WAL `[start, end)` of `timeline` to `path` as a segment file, zero-padded to the
+ * segment size when `end` is short of it: to `<path>.tmp`, fsynced, then renamed.
+ */
+export async function writeWalFile(
+  timeline: Timeline,
+  start: Lsn,
+  end: Lsn,
+  path: string,
+  ctx: RequestContext,
+): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await open(tmp, "w");
+  try {
+    let offset = 0;
+    for await (const piece of timeline.walRange(start, end, ctx)) {
+      await file.write(piece, 0, piece.length, offset);
+      offset += piece.length;
+    }
+    if (end - start < BigInt(timeline.segmentSize)) await file.truncate(timeline.segmentSize);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(tmp, path);
+}
+
+/**
+ * The pg_wal name of whole segment `segno` of `timeline`, or `undefined` when the
+ * timeline does not hold all of it: the segment takes the PostgreSQL timeline of its
+ * last page, as in pg_wal after a promotion.
+ *
+ * @example
+ * ```ts
+ * import { wholeSegmentName } from "tideline/timeline";
+ * // await wholeSegmentName(timeline, 3n, ctx); // "000000010000000000000003"
+ * ```
+ */
+export async function wholeSegmentName(
+  timeline: Timeline,
+  segno: bigint,
+  ctx: RequestContext,
+): Promise<string | undefined> {
+  const size = BigInt(timeline.segmentSize);
+  const start = segmentStartLsn(segno, timeline.segmentSize);
+  if (start < timeline.startLsn || start + size > timeline.streamEnd) return undefined;
+  return segmentFileName(
+    await lastPageTimeline(timeline, start, start + size, ctx),
+    segno,
+    timeline.segmentSize,
+  );
+}
+
+/**
+ * The content of PostgreSQL timeline `tli`'s history file, if the timeline's WAL
+ * switched to it: the source's own file when the WAL receiver fetched it, else one made
+ * from the switches seen in the WAL.
+ *
+ * @example
+ * ```ts
+ * import { historyFileContent } from "tideline/timeline";
+ * // await historyFileContent(timeline, 2); // "1\t0/3000158\tno recovery target specified\n"
+ * ```
+ */
+export async function historyFileContent(
+  timeline: Timeline,
+  tli: number,
+): Promise<string | undefined> {
+  if (!timeline.history.some((h) => h.timeline === tli)) return undefined;
+  try {
+    return await readFile(join(timeline.dir, historyFileName(tli)), "utf8");
+  } catch {
+    // Made from the switches seen in the WAL: "parent<TAB>switch point<TAB>reason", oldest first.
+    return timeline.history
+      .filter((s) => s.timeline <= tli)
+      .map(
+        (s) =>
+          `${s.parent}\t${formatLsn(s.switchLsn)}\tswitch to timeline ${s.timeline} seen in WAL by Tideline\n`,
+      )
+      .join("");
+  }
 }
 
 /**
@@ -135,19 +205,7 @@ async function writeHistoryFiles(timeline: Timeline, outDir: string): Promise<st
   const names: string[] = [];
   for (const h of timeline.history) {
     const name = historyFileName(h.timeline);
-    let content: string;
-    try {
-      content = await readFile(join(timeline.dir, name), "utf8");
-    } catch {
-      // Made from the switches seen in the WAL: "parent<TAB>switch point<TAB>reason", oldest first.
-      content = timeline.history
-        .filter((s) => s.timeline <= h.timeline)
-        .map(
-          (s) =>
-            `${s.parent}\t${formatLsn(s.switchLsn)}\tswitch to timeline ${s.timeline} seen in WAL by Tideline\n`,
-        )
-        .join("");
-    }
+    const content = (await historyFileContent(timeline, h.timeline))!;
     const tmp = join(outDir, `${name}.tmp`);
     const file = await open(tmp, "w");
     try {

@@ -10,6 +10,7 @@ export * from "./fs_util.js";
 export * from "./in_memory_layer.js";
 export * from "./layer_file.js";
 export * from "./layer_tables.js";
+export * from "./restore.js";
 export * from "./timeline.js";
 export * from "./timeline_id.js";
 export * from "./timeline_index.js";

@@ -12,6 +12,7 @@ export const commandLoaders: Readonly<Record<string, () => Promise<RegisterComma
   demo: async () => (await import("./demo.js")).registerDemo,
   ingest: async () => (await import("./ingest.js")).registerIngest,
   export: async () => (await import("./export.js")).registerExport,
+  "restore-wal": async () => (await import("./restore_wal.js")).registerRestoreWal,
   waldump: async () => (await import("./waldump.js")).registerWaldump,
 };
 
