@@ -67,11 +67,14 @@ export class FileStorage implements RemoteStorage {
   }
 
   async get(key: string, token: CancellationToken): Promise<Buffer | undefined> {
+    const path = this.#path(key);
     token.throwIfCancelled();
     try {
-      return await readFile(this.#path(key));
+      return await readFile(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      // ENOTDIR/EISDIR: a part of the key is a file, or the key is a prefix of others.
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      if (["ENOENT", "ENOTDIR", "EISDIR"].includes(code)) return undefined;
       throw this.#fail("get", key, error);
     }
   }
@@ -101,9 +104,10 @@ export class FileStorage implements RemoteStorage {
   }
 
   async delete(key: string, token: CancellationToken): Promise<void> {
+    const path = this.#path(key);
     token.throwIfCancelled();
     try {
-      await rm(this.#path(key), { force: true });
+      await rm(path, { force: true });
     } catch (error) {
       throw this.#fail("delete", key, error);
     }

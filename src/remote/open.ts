@@ -21,11 +21,11 @@ import type { RemoteStorage } from "./storage.js";
  * const storage = await openRemoteStorage("file:///var/backups/tideline");
  * ```
  */
-export function openRemoteStorage(url: string): Promise<RemoteStorage> {
-  return Promise.resolve().then(() => open(url));
+export async function openRemoteStorage(url: string): Promise<RemoteStorage> {
+  return await open(url);
 }
 
-function open(url: string): RemoteStorage {
+async function open(url: string): Promise<RemoteStorage> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -36,9 +36,9 @@ function open(url: string): RemoteStorage {
   }
   if (parsed.protocol === "file:") return new FileStorage(fileURLToPath(parsed));
   if (parsed.protocol === "s3:") {
-    throw new TypeError(
-      `S3 remote storage is not built yet: "s3://${parsed.host}${parsed.pathname}" (use file:///path)`,
-    );
+    // Loaded only here, so commands without S3 never load the AWS SDK.
+    const { S3Storage } = await import("./s3_storage.js");
+    return S3Storage.fromUrl(parsed);
   }
   parsed.password = "";
   throw new TypeError(
