@@ -223,6 +223,8 @@ export class Timeline {
   #ingestClosed = false;
   readonly #lastRecord: SeqWait<Lsn>;
   readonly #disk: SeqWait<Lsn>;
+  readonly #remote: SeqWait<Lsn>;
+  readonly #flushBarriers = new Set<(token: CancellationToken) => Promise<void>>();
   readonly #frozenCount = new SeqWait<number>(0, { name: "frozen layers" });
   readonly #flushedCount = new SeqWait<number>(0, { name: "flushed layers" });
   #flushTask: Task<void> | undefined;
@@ -273,6 +275,9 @@ export class Timeline {
     this.#decoder = this.#newDecoder();
     this.#lastRecord = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} lastRecordLsn` });
     this.#disk = new SeqWait<Lsn>(resume, { name: `timeline ${index.id} diskConsistentLsn` });
+    this.#remote = new SeqWait<Lsn>(index.remoteConsistentLsn, {
+      name: `timeline ${index.id} remoteConsistentLsn`,
+    });
   }
 
   /**
@@ -414,7 +419,69 @@ export class Timeline {
 
   /** Everything below it is in remote storage. */
   get remoteConsistentLsn(): Lsn {
-    return this.#index.remoteConsistentLsn;
+    return this.#remote.load();
+  }
+
+  /**
+   * Records that everything below `lsn` is in remote storage (the uploader calls it once
+   * the remote index naming those layers is durable). Never moves back; never past
+   * `diskConsistentLsn`. Kept in the local index from the next flush on.
+   *
+   * @example
+   * ```ts
+   * // timeline.advanceRemoteConsistentLsn(uploadedLayer.end);
+   * ```
+   */
+  advanceRemoteConsistentLsn(lsn: Lsn): void {
+    if (lsn > this.#disk.load()) {
+      throw new RangeError(
+        `remoteConsistentLsn ${formatLsn(lsn)} cannot pass diskConsistentLsn ${formatLsn(this.#disk.load())}`,
+      );
+    }
+    if (lsn > this.#remote.load()) this.#remote.advance(lsn);
+  }
+
+  /**
+   * Resolves once `diskConsistentLsn >= lsn` (token-aware); rejects with
+   * `TimelineShutdownError` when the timeline shuts down first.
+   *
+   * @example
+   * ```ts
+   * // await timeline.waitDurable(timeline.diskConsistentLsn + 1n, ctx); // the next flush
+   * ```
+   */
+  async waitDurable(lsn: Lsn, ctx: RequestContext): Promise<void> {
+    try {
+      await this.#disk.wait(lsn, { token: ctx.token });
+    } catch (error) {
+      if (error instanceof ShutdownError) throw new TimelineShutdownError(this.id);
+      throw error;
+    }
+  }
+
+  /**
+   * Adds work that a freeze-and-flush shutdown must await after the flush (the upload
+   * queue draining); it gets the timeline's token, so a hard shutdown cuts it short.
+   * Disposing the returned handle removes it.
+   *
+   * @example
+   * ```ts
+   * // using _barrier = timeline.addFlushBarrier((token) => uploader.drain(token));
+   * ```
+   */
+  addFlushBarrier(barrier: (token: CancellationToken) => Promise<void>): Disposable {
+    this.#flushBarriers.add(barrier);
+    return { [Symbol.dispose]: () => this.#flushBarriers.delete(barrier) };
+  }
+
+  /** A copy of the index as it is now (for the uploader's remote index). */
+  indexSnapshot(): TimelineIndex {
+    return {
+      ...this.#index,
+      remoteConsistentLsn: this.#remote.load(),
+      layers: [...this.#index.layers],
+      history: [...this.#index.history],
+    };
   }
 
   /** Where the timeline's WAL begins. */
@@ -748,6 +815,7 @@ export class Timeline {
       diskConsistentLsn: layer.end,
       nextRecordLsn: item.nextRecordLsn,
       lastRecordEnd: item.lastRecordEnd,
+      remoteConsistentLsn: this.#remote.load(),
       history: [...this.#history],
       layers: [
         ...this.#index.layers,
@@ -1077,6 +1145,15 @@ export class Timeline {
         this.#ingestClosed = true;
         const target = this.#freezeOpen();
         await this.#disk.wait(target, { token: this.cancel });
+        for (const barrier of this.#flushBarriers) await barrier(this.cancel);
+        // Uploads that finished after the last flush: keep their progress, so the next
+        // start does not upload them again.
+        if (this.#remote.load() > this.#index.remoteConsistentLsn) {
+          this.#index = { ...this.#index, remoteConsistentLsn: this.#remote.load() };
+          await writeTimelineIndex(join(this.dir, "index.json"), this.#index, {
+            fsync: this.#fsync,
+          });
+        }
       } catch (error) {
         // A hard shutdown cut the flush short: fall through to the hard path.
         if (!(error instanceof CancelledError) || this.#shutdownMode !== "hard") throw error;
@@ -1085,6 +1162,7 @@ export class Timeline {
     this.#ingestClosed = true;
     this.cancel.cancel(`${this.#shutdownMode} shutdown`);
     this.#lastRecord.shutdown(new TimelineShutdownError(this.id));
+    this.#disk.shutdown(new TimelineShutdownError(this.id));
     this.#frozenCount.shutdown();
     this.#flushedCount.shutdown(new TimelineShutdownError(this.id));
     await this.gate.close();
@@ -1097,7 +1175,7 @@ export class Timeline {
       mode: this.#shutdownMode ?? mode,
       lastRecordLsn: this.#lastRecord.load(),
       diskConsistentLsn: this.#disk.load(),
-      remoteConsistentLsn: this.#index.remoteConsistentLsn,
+      remoteConsistentLsn: this.#remote.load(),
     };
   }
 }

@@ -74,6 +74,19 @@ export async function writeTimelineIndex(
   index: TimelineIndex,
   options: { fsync?: boolean } = {},
 ): Promise<void> {
+  await writeFileAtomic(path, serializeTimelineIndex(index), options);
+}
+
+/**
+ * The index as the JSON text `index.json` holds (also what remote storage keeps).
+ *
+ * @example
+ * ```ts
+ * import { serializeTimelineIndex } from "tideline/timeline";
+ * // const text = serializeTimelineIndex(index);
+ * ```
+ */
+export function serializeTimelineIndex(index: TimelineIndex): string {
   const json = {
     format: FORMAT,
     id: index.id,
@@ -99,7 +112,7 @@ export async function writeTimelineIndex(
       records: l.records,
     })),
   };
-  await writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`, options);
+  return `${JSON.stringify(json, null, 2)}\n`;
 }
 
 /**
@@ -112,7 +125,21 @@ export async function writeTimelineIndex(
  * ```
  */
 export async function readTimelineIndex(path: string): Promise<TimelineIndex> {
-  const text = await readFile(path, "utf8");
+  return parseTimelineIndex(await readFile(path, "utf8"), path);
+}
+
+/**
+ * Parses and checks index text (`where` names its origin in errors); throws
+ * {@linkcode LayerCorruptError} if it is malformed.
+ *
+ * @example
+ * ```ts
+ * import { parseTimelineIndex } from "tideline/timeline";
+ * // const index = parseTimelineIndex(text, "s3://bucket/timelines/main/index.json");
+ * ```
+ */
+export function parseTimelineIndex(text: string, where: string): TimelineIndex {
+  const path = where;
   try {
     const j = JSON.parse(text) as Record<string, unknown>;
     if (j.format !== FORMAT) throw new Error(`format ${String(j.format)}, expected ${FORMAT}`);

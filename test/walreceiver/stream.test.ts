@@ -131,6 +131,56 @@ describe("streaming from a real PostgreSQL 15 primary", {
     }
   });
 
+  it("tideline ingest --remote uploads every layer and the index; --end-lsn waits for the uploads", async () => {
+    const dataDir = join(dir, "remote-run");
+    const remoteDir = join(dir, "remote-store");
+    const startLsn = await pg.sql("SELECT pg_current_wal_lsn()");
+    await pg.sql(
+      "INSERT INTO pgbench_history (tid, bid, aid, delta) SELECT 1, 1, g, g FROM generate_series(1, 20000) g",
+    );
+    const end = await pg.sql("SELECT pg_current_wal_lsn()");
+    const run = await tideline([
+      "ingest",
+      "--source",
+      url(pg),
+      "--data-dir",
+      dataDir,
+      "--start-lsn",
+      startLsn,
+      "--end-lsn",
+      end,
+      "--remote",
+      `file://${remoteDir}`,
+    ]);
+    assert.equal(run.status, 0, run.stderr);
+    const index = JSON.parse(
+      readFileSync(join(remoteDir, "timelines", "main", "index.json"), "utf8"),
+    );
+    assert.ok(
+      parseLsn(index.remoteConsistentLsn) >= parseLsn(end),
+      `remote ${index.remoteConsistentLsn} >= ${end}`,
+    );
+    for (const l of index.layers) {
+      assert.ok(
+        readFileSync(join(remoteDir, "timelines", "main", "layers", l.file)).equals(
+          readFileSync(join(dataDir, "timelines", "main", "layers", l.file)),
+        ),
+        `${l.file} uploaded byte for byte`,
+      );
+    }
+    const bad = await tideline([
+      "ingest",
+      "--source",
+      url(pg),
+      "--data-dir",
+      dataDir,
+      "--remote",
+      "ftp://nowhere/x",
+    ]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /Unsupported remote storage URL "ftp:\/\/nowhere\/x"/);
+  });
+
   it("refuses a source of another cluster, writing nothing", async () => {
     const dataDir = join(dir, "cli");
     const indexBefore = readFileSync(join(dataDir, "timelines", "main", "index.json"), "utf8");

@@ -5,6 +5,7 @@
  */
 import { type Command, Option } from "commander";
 import { CancellationToken, CancelledError, spawn, TaskKind } from "../../../lifecycle/index.js";
+import { openRemoteStorage, type RemoteStorage, RemoteUploader } from "../../../remote/index.js";
 import { checkLayerCompression, Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../../wal/index.js";
 import {
@@ -26,6 +27,7 @@ interface IngestCliOptions {
   endLsn?: Lsn;
   sync: boolean;
   compression: string;
+  remote?: string;
 }
 
 /** What the first reachable source said about itself. */
@@ -77,8 +79,10 @@ async function identify(
 export async function runIngest(options: IngestCliOptions): Promise<number> {
   const log = createLogger();
   let sources: Source[];
+  let remote: RemoteStorage | undefined;
   try {
     sources = options.source.map(parseSource);
+    if (options.remote !== undefined) remote = await openRemoteStorage(options.remote);
   } catch (error) {
     process.stderr.write(`tideline ingest: ${(error as Error).message}\n`);
     return 2;
@@ -154,7 +158,16 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
       );
     }
     const tl = timeline;
+    if (remote !== undefined) {
+      const uploader = RemoteUploader.start(tl, remote, {
+        onError: (error, attempt) =>
+          log.warn({ error: (error as Error).message, attempt }, "upload failed"),
+      });
+      log.info({ remote: remote.display, uploads: uploader.task.name }, "uploading layers");
+    }
     const receiver = WalReceiver.start(tl, {
+      // The source hears as applied what is in remote storage (durable locally without one).
+      ...(remote !== undefined ? { applyLsn: () => tl.remoteConsistentLsn } : {}),
       sources: options.source,
       ...(options.slot !== undefined ? { slot: options.slot } : {}),
       ...(options.createSlot ? { createSlot: true } : {}),
@@ -256,6 +269,10 @@ export function registerIngest(program: Command): void {
     .option("--create-slot", "create the slot if it does not exist")
     .option("--start-lsn <lsn>", "a new timeline starts at the segment holding this LSN", lsnOption)
     .option("--end-lsn <lsn>", "stop by itself once WAL up to this LSN is durable", lsnOption)
+    .option(
+      "--remote <url>",
+      "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
+    )
     .addOption(
       new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
         .choices(["none", "lz4", "zstd"])
