@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/lifecycle/index.js";
+import { CancellationToken, sleep } from "../../src/lifecycle/index.js";
 import {
   FileStorage,
   type RemoteStorage,
@@ -13,9 +13,9 @@ import {
 } from "../../src/remote/index.js";
 import { parseTimelineIndex, Timeline } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "../timeline/source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
-const ctx = () => RequestContext.root(TaskKind.UnitTest, new CancellationToken());
+const ctx = testContext;
 
 /** Wraps a storage to slow it down, make it fail, or watch what it is asked. */
 class Instrumented implements RemoteStorage {

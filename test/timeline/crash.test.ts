@@ -15,11 +15,10 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { parseLayerFileName, readTimelineIndex, Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, prng, type WalSource } from "./source.js";
+import { makeWalSource, prng, testContext, type WalSource } from "./source.js";
 
 const CHILD = fileURLToPath(new URL("./crash-child.js", import.meta.url));
 const LAYER_SIZE = 128 << 10;
@@ -36,9 +35,7 @@ const WORKLOAD = [
   "VACUUM t",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 /** How the parent decides when to kill a child. */
 type KillPlan =

@@ -9,11 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecodeError } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -23,9 +22,7 @@ const WORKLOAD = [
   "DELETE FROM t WHERE id % 7 = 0",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 describe("Timeline ingest of damaged WAL, restarted at lastRecordLsn", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",

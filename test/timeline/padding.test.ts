@@ -12,11 +12,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { type BlockKey, Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecodeError, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -24,9 +23,7 @@ const WORKLOAD = [
   "UPDATE t SET v = 'y' WHERE id % 3 = 0",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 describe("Timeline when a piece ends inside a record's alignment padding", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",

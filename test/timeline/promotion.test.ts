@@ -21,17 +21,14 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { exportSegments, Timeline } from "../../src/timeline/index.js";
 import { parseSegmentFileName, WalDecodeError, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15, startCluster } from "../support/postgres.js";
-import { pieces, prng, type WalSource } from "./source.js";
+import { pieces, prng, testContext, type WalSource } from "./source.js";
 
 const SEGMENT = 1 << 20;
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 interface PromotedWal {
   /** What a WAL receiver following the switch streams: per segment, the newest timeline's file. */

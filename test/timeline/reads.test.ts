@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import {
   type BlockKey,
   exportSegments,
@@ -27,7 +26,7 @@ import {
   WalDecoder,
 } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const SEED = 20_261_126;
 const LAYER_SIZE = 160 << 10; // deliberately not a multiple of pages or layer chunks
@@ -43,9 +42,7 @@ const WORKLOAD = [
   "VACUUM t",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 /** A record as an independent decode of the source sees it. */
 interface RefRecord {

@@ -20,7 +20,7 @@ import {
   writeLayerFile,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -28,7 +28,7 @@ const WORKLOAD = [
   "UPDATE t SET v = 'y' WHERE id % 3 = 0",
 ];
 
-const root = () => RequestContext.root(TaskKind.UnitTest, new CancellationToken());
+const root = testContext;
 
 describe("Timeline shutdown, back-pressure and waitLsn", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",

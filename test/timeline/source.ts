@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { listWalSegments, WalDecodeError, WalDecoder } from "../../src/wal/index.js";
 import { startCluster } from "../support/postgres.js";
 
@@ -101,4 +102,9 @@ export function* pieces(
     };
     at = stop;
   }
+}
+
+/** A fresh root context (with its own token) for a test's calls. */
+export function testContext(): RequestContext {
+  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
 }

@@ -11,11 +11,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -24,9 +23,7 @@ const WORKLOAD = [
   "INSERT INTO t SELECT g, 'z' FROM generate_series(1001, 1100) g",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 describe("Timeline across a WAL switch whose padding is still streaming", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",

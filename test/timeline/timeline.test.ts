@@ -4,7 +4,6 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import {
   exportSegments,
   LayerCorruptError,
@@ -12,7 +11,7 @@ import {
   TimelineInUseError,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, type WalSource } from "./source.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -24,9 +23,7 @@ const WORKLOAD = [
   "VACUUM t",
 ];
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
+const ctx = testContext;
 
 describe("Timeline on real PostgreSQL 15 WAL", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
