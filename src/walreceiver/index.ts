@@ -9,6 +9,7 @@ export * from "./connection_handler.js";
 export * from "./connection_poller.js";
 export * from "./conninfo.js";
 export * from "./errors.js";
+export * from "./identify.js";
 export * from "./manager.js";
 export * from "./replication_connection.js";
 export * from "./status.js";

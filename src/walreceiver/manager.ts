@@ -36,7 +36,17 @@ export interface ManagerOptions extends Omit<ConnectionOptions, "pgTimeline"> {
   checkIntervalMs?: number;
   /** Retry backoff per source: first delay, factor, cap. Default 100 ms, 1.5, 15 000 ms. */
   retry?: { minMs: number; factor: number; maxMs: number };
+  /** Told what the manager does, for logs: called synchronously, must not throw. */
+  onEvent?: ((event: WalReceiverEvent) => void) | undefined;
 }
+
+/** Something an operator wants in the logs: a connection starting, failing or ending. */
+export type WalReceiverEvent =
+  | { type: "connecting"; source: string; reason: SwitchReason }
+  | { type: "switching"; source: string; reason: SwitchReason }
+  | { type: "connectionFailed"; source: string; error: string; retryInMs: number }
+  | { type: "timelineEnded"; source: string; nextTimeline: number | undefined }
+  | { type: "gaveUp"; error: string };
 
 /** What the manager knows of one source. */
 export interface CandidateState {
@@ -146,6 +156,13 @@ export async function runManager(
   let lastProbe = 0;
   let reason: SwitchReason = "NoExistingConnection";
 
+  const emit = (event: WalReceiverEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A logging hook must not stop the WAL receiver.
+    }
+  };
   const count = (r: SwitchReason) => state.switches.set(r, (state.switches.get(r) ?? 0) + 1);
 
   const probe = () => {
@@ -197,6 +214,8 @@ export async function runManager(
     const cur = state.current;
     if (cur === undefined) return;
     reason = why;
+    if (why !== "NoExistingConnection")
+      emit({ type: "switching", source: cur.candidate.source.display, reason: why });
     cur.task.cancel(`switching: ${why}`);
     await cur.task.join();
     // Settled here, so the loop does not take the manager's own cancellation for a
@@ -226,6 +245,7 @@ export async function runManager(
           state.fatal = new Error(
             `No usable WAL source: ${state.candidates.map((c) => `${c.source.display}: ${c.lastError ?? "refused"}`).join("; ")}`,
           );
+          emit({ type: "gaveUp", error: state.fatal.message });
           throw state.fatal;
         }
         await sleep(Math.max(10, Math.min(next - Date.now(), checkInterval * 4)), ctx.token);
@@ -247,6 +267,7 @@ export async function runManager(
           }),
       );
       state.current = { candidate, status, task, startedAt: Date.now() };
+      emit({ type: "connecting", source: candidate.source.display, reason });
       state.connectionAttempts++;
       count(reason);
       continue;
@@ -260,6 +281,11 @@ export async function runManager(
       if (outcome.status === "succeeded") {
         // The source's timeline ended: go on at once on the next one.
         if (outcome.value.nextTimeline !== undefined) state.pgTimeline = outcome.value.nextTimeline;
+        emit({
+          type: "timelineEnded",
+          source: cur.candidate.source.display,
+          nextTimeline: outcome.value.nextTimeline,
+        });
         reason = "TimelineEnded";
         continue;
       }
@@ -274,6 +300,12 @@ export async function runManager(
           outcome.error instanceof TimelineDivergedError)
           ? Number.POSITIVE_INFINITY
           : Date.now() + backoff(c);
+      emit({
+        type: "connectionFailed",
+        source: c.source.display,
+        error: c.lastError,
+        retryInMs: Math.max(0, c.retryAt - Date.now()),
+      });
       reason = "ConnectionFailed";
       continue;
     }

@@ -9,9 +9,10 @@ import { openRemoteStorage, type RemoteStorage, RemoteUploader } from "../../../
 import { checkLayerCompression, Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../../wal/index.js";
 import {
+  identifySources,
   parseSource,
-  ReplicationConnection,
   type Source,
+  type SourceIdentity,
   WalReceiver,
 } from "../../../walreceiver/index.js";
 import { createLogger } from "../../log.js";
@@ -28,42 +29,6 @@ interface IngestCliOptions {
   sync: boolean;
   compression: string;
   remote?: string;
-}
-
-/** What the first reachable source said about itself. */
-interface Identity {
-  source: Source;
-  systemId: bigint;
-  timeline: number;
-  xlogpos: Lsn;
-  segmentSize: number;
-  slotRestartLsn: Lsn | undefined;
-}
-
-async function identify(
-  sources: Source[],
-  slot: string | undefined,
-  token: CancellationToken,
-): Promise<Identity> {
-  const errors: string[] = [];
-  for (const source of sources) {
-    try {
-      const conn = await ReplicationConnection.connect(source, token, 10_000);
-      try {
-        const id = await conn.identifySystem(token);
-        const segmentSize = await conn.walSegmentSize(token);
-        const slotInfo =
-          slot === undefined ? undefined : await conn.readReplicationSlot(slot, token);
-        return { source, ...id, segmentSize, slotRestartLsn: slotInfo?.restartLsn };
-      } finally {
-        await conn.close();
-      }
-    } catch (error) {
-      if (error instanceof CancelledError) throw error;
-      errors.push((error as Error).message);
-    }
-  }
-  throw new Error(`cannot stream from any source: ${errors.join("; ")}`);
 }
 
 /**
@@ -113,9 +78,9 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
   process.on("SIGTERM", onSignal);
   let progress: ReturnType<typeof setInterval> | undefined;
   try {
-    let id: Identity;
+    let id: SourceIdentity;
     try {
-      id = await identify(sources, options.slot, root);
+      id = await identifySources(sources, options.slot, root);
     } catch (error) {
       if (error instanceof CancelledError) return 130;
       process.stderr.write(`tideline ingest: ${(error as Error).message}\n`);
