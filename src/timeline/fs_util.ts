@@ -39,11 +39,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 export async function writeFileAtomic(
   path: string,
   data: string | Buffer,
-  options: { fsync?: boolean } = {},
+  options: { fsync?: boolean; mode?: number } = {},
 ): Promise<void> {
   const fsync = options.fsync ?? true;
   const tmp = `${path}.tmp`;
-  const handle = await open(tmp, "w");
+  const handle = await open(tmp, "w", options.mode ?? 0o666);
   try {
     await handle.writeFile(data);
     if (fsync) await handle.sync();

@@ -220,6 +220,8 @@ export class Timeline {
   #meta: LayerMeta;
   #history: TimelineSwitch[];
   #ingesting = false;
+  #recordsIngested = 0;
+  #layersFlushed = 0;
   #ingestClosed = false;
   readonly #lastRecord: SeqWait<Lsn>;
   readonly #disk: SeqWait<Lsn>;
@@ -539,6 +541,16 @@ export class Timeline {
     }));
   }
 
+  /** Records decoded and indexed by this process (a counter, for metrics). */
+  get recordsIngested(): number {
+    return this.#recordsIngested;
+  }
+
+  /** Layer files written by this process (a counter, for metrics). */
+  get layersFlushed(): number {
+    return this.#layersFlushed;
+  }
+
   /** How many `waitLsn` calls are waiting. */
   get waitLsnWaiters(): number {
     return this.#lastRecord.waiters;
@@ -648,6 +660,7 @@ export class Timeline {
 
   #addRecord(rec: WalRecord): void {
     this.#open.addRecord(rec);
+    this.#recordsIngested++;
     const isSwitch = rec.rmid === 0 && (rec.info & 0xf0) === XLOG_SWITCH_INFO;
     this.#nextRecordLsn = isSwitch
       ? segmentStart(rec.end + BigInt(this.#index.segmentSize) - 1n, this.#index.segmentSize)
@@ -826,6 +839,7 @@ export class Timeline {
     await writeTimelineIndex(join(this.dir, "index.json"), index, { fsync: this.#fsync });
     this.#index = index;
     this.#diskLayers.push(disk);
+    this.#layersFlushed++;
     this.#disk.advance(layer.end);
   }
 
