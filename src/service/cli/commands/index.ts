@@ -13,6 +13,8 @@ export const commandLoaders: Readonly<Record<string, () => Promise<RegisterComma
   ingest: async () => (await import("./ingest.js")).registerIngest,
   export: async () => (await import("./export.js")).registerExport,
   "restore-wal": async () => (await import("./restore_wal.js")).registerRestoreWal,
+  server: async () => (await import("./server.js")).registerServer,
+  token: async () => (await import("./token.js")).registerToken,
   waldump: async () => (await import("./waldump.js")).registerWaldump,
 };
 

@@ -1,0 +1,87 @@
+/**
+ * How the HTTP API reports failure: `{"error":{"code","message"}}` with a fitting status,
+ * from the typed errors of the layers below.
+ *
+ * @module
+ */
+import {
+  CancelledError,
+  GateClosedError,
+  ShutdownError,
+  TimeoutError,
+} from "../../lifecycle/index.js";
+import {
+  TimelineShutdownError,
+  TimelineStateError,
+  WaitLsnTimeoutError,
+} from "../../timeline/index.js";
+import { NoReachableSourceError } from "../../walreceiver/index.js";
+import {
+  ServiceShuttingDownError,
+  TimelineExistsError,
+  TimelineNotFoundError,
+} from "../timeline_service.js";
+
+/** The body of every error response. */
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+/**
+ * An error with its HTTP status and a stable machine-readable code.
+ *
+ * @example
+ * ```ts
+ * import { ApiError } from "tideline/service";
+ * throw new ApiError(400, "bad_request", 'lsn "zz" is not an LSN such as 16/B374D848');
+ * ```
+ */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+
+  /** The JSON body. */
+  toBody(): ApiErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/**
+ * Maps any error to an {@linkcode ApiError}: misuse (`RangeError`, `TypeError`) is 400,
+ * an unknown timeline 404, an existing one 409, a wait that timed out 504, anything
+ * shutting down 503, an unreachable source 502, the rest 500.
+ *
+ * @example
+ * ```ts
+ * import { toApiError } from "tideline/service";
+ * console.log(toApiError(new RangeError("bad")).status); // 400
+ * ```
+ */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof TimelineNotFoundError) return new ApiError(404, "not_found", message);
+  if (error instanceof TimelineExistsError) return new ApiError(409, "conflict", message);
+  if (error instanceof WaitLsnTimeoutError || error instanceof TimeoutError)
+    return new ApiError(504, "timeout", message);
+  if (
+    error instanceof TimelineShutdownError ||
+    error instanceof ServiceShuttingDownError ||
+    error instanceof GateClosedError ||
+    error instanceof ShutdownError ||
+    error instanceof CancelledError
+  )
+    return new ApiError(503, "shutting_down", message);
+  if (error instanceof TimelineStateError) return new ApiError(503, "unavailable", message);
+  if (error instanceof NoReachableSourceError)
+    return new ApiError(502, "source_unreachable", message);
+  if (error instanceof RangeError || error instanceof TypeError)
+    return new ApiError(400, "bad_request", message);
+  return new ApiError(500, "internal", message);
+}
