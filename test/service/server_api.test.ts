@@ -388,6 +388,36 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
       assert.ok(p in paths, `OpenAPI lacks ${p}`);
   });
 
+  it("runs a second timeline beside the first; each has its own WAL receiver", async () => {
+    const res = await postJson(api, "/v1/timelines", { id: "second", sources: [source] });
+    assert.equal(res.status, 201, await res.clone().text());
+    await pg.sql("INSERT INTO t SELECT g, 'z' FROM generate_series(3001, 4000) g");
+    const target = await pg.sql("SELECT pg_current_wal_insert_lsn()");
+    for (const id of ["main", "second"]) {
+      const w = await api.fetch(`/v1/timelines/${id}/wait_lsn?lsn=${target}&timeout_ms=30000`);
+      assert.equal(w.status, 200, `${id}: ${await w.clone().text()}`);
+    }
+    const managers = flatten(api.tasks.tree()).filter((t) => t.kind === "WalReceiverManager");
+    assert.deepEqual(managers.map((t) => t.name).sort(), [
+      "walreceiver manager main",
+      "walreceiver manager second",
+    ]);
+    const list = (await json(await api.fetch("/v1/timelines"))).timelines as { id: string }[];
+    assert.deepEqual(
+      list.map((t) => t.id),
+      ["main", "second"],
+    );
+    const del = await api.fetch("/v1/timelines/second", { method: "DELETE" });
+    assert.equal(del.status, 200);
+    assert.deepEqual(
+      flatten(api.tasks.tree())
+        .filter((t) => t.kind === "WalReceiverManager")
+        .map((t) => t.name),
+      ["walreceiver manager main"],
+    );
+    assert.equal((await api.fetch("/v1/timelines/main")).status, 200);
+  });
+
   it("shutdown: a pending wait_lsn gets 503, the LSNs come back, later waits get 503", async () => {
     const now = await json(await api.fetch("/v1/timelines/main"));
     const far = formatLsn(parseLsn(String(now.lastRecordLsn)) + (1n << 40n));
