@@ -41,47 +41,141 @@ export function createServiceMetrics(
   const timelines = () =>
     service.list().flatMap((e) => (e.timeline === undefined ? [] : [{ e, tl: e.timeline }]));
   const num = (v: bigint) => Number(v);
+  type Live = ReturnType<typeof timelines>[number];
 
-  const lsnGauge = (
+  /**
+   * One value per timeline, read from the live objects at each scrape. A counter's value
+   * is the object's own count since this process opened the timeline, so it only grows.
+   */
+  const perTimeline = (
+    type: "gauge" | "counter",
     name: string,
     help: string,
-    read: (e: ReturnType<typeof timelines>[number]) => bigint | undefined,
-  ) =>
-    new client.Gauge({
+    read: (t: Live) => number | bigint | undefined,
+  ) => {
+    const config = {
       name: `${PREFIX}${name}`,
       help,
       labelNames: ["timeline"],
       registers: [registry],
-      collect() {
-        this.reset();
-        for (const t of timelines()) {
-          const v = read(t);
-          if (v !== undefined) this.set({ timeline: t.e.definition.id }, num(v));
-        }
-      },
-    });
-  lsnGauge(
+    };
+    const values = () =>
+      timelines().flatMap((t) => {
+        const v = read(t);
+        return v === undefined ? [] : [{ timeline: t.e.definition.id, value: Number(v) }];
+      });
+    if (type === "gauge") {
+      new client.Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          for (const { timeline, value } of values()) this.set({ timeline }, value);
+        },
+      });
+    } else {
+      new client.Counter({
+        ...config,
+        collect() {
+          this.reset();
+          for (const { timeline, value } of values()) this.inc({ timeline }, value);
+        },
+      });
+    }
+  };
+  const sourceFlush = (t: Live) => {
+    const f = t.e.receiver?.status().sourceFlushLsn;
+    return f === undefined ? undefined : parseLsn(f);
+  };
+
+  perTimeline(
+    "gauge",
     "timeline_last_record_lsn",
     "End of the last complete record received (LSN as a byte position).",
     (t) => t.tl.lastRecordLsn,
   );
-  lsnGauge(
+  perTimeline(
+    "gauge",
     "timeline_disk_consistent_lsn",
     "WAL durable in local layer files up to this LSN.",
     (t) => t.tl.diskConsistentLsn,
   );
-  lsnGauge(
+  perTimeline(
+    "gauge",
     "timeline_remote_consistent_lsn",
     "WAL durable in remote storage up to this LSN.",
     (t) => t.tl.remoteConsistentLsn,
   );
-  lsnGauge(
+  perTimeline(
+    "gauge",
     "timeline_source_flush_lsn",
     "The streaming source's flush LSN, as last reported.",
-    (t) => {
-      const f = t.e.receiver?.status().sourceFlushLsn;
-      return f === undefined ? undefined : parseLsn(f);
-    },
+    sourceFlush,
+  );
+  perTimeline(
+    "gauge",
+    "timeline_frozen_layer_bytes",
+    "Bytes in frozen in-memory layers awaiting flush.",
+    (t) => t.tl.frozenBytes,
+  );
+  perTimeline(
+    "gauge",
+    "timeline_frozen_layers",
+    "Frozen in-memory layers awaiting flush.",
+    (t) => t.tl.frozenLayers,
+  );
+  perTimeline(
+    "gauge",
+    "timeline_open_layer_bytes",
+    "Bytes in the open in-memory layer.",
+    (t) => t.tl.openLayerBytes,
+  );
+  perTimeline(
+    "gauge",
+    "wait_lsn_waiters",
+    "wait_lsn calls waiting now.",
+    (t) => t.tl.waitLsnWaiters,
+  );
+  perTimeline(
+    "counter",
+    "timeline_ingested_bytes_total",
+    "WAL bytes received since the timeline was opened.",
+    (t) => (t.e.openedAt === undefined ? undefined : t.tl.streamEnd - t.e.openedAt),
+  );
+  perTimeline(
+    "counter",
+    "timeline_ingested_records_total",
+    "WAL records decoded and indexed since the timeline was opened.",
+    (t) => t.tl.recordsIngested,
+  );
+  perTimeline(
+    "counter",
+    "timeline_layers_flushed_total",
+    "Layer files written.",
+    (t) => t.tl.layersFlushed,
+  );
+  perTimeline(
+    "counter",
+    "timeline_layers_uploaded_total",
+    "Layer files uploaded to remote storage.",
+    (t) => t.e.uploader?.uploads,
+  );
+  perTimeline(
+    "counter",
+    "timeline_upload_failures_total",
+    "Failed upload attempts (retried when transient).",
+    (t) => t.e.uploader?.failures,
+  );
+  perTimeline(
+    "counter",
+    "walreceiver_connection_attempts_total",
+    "Replication connections started.",
+    (t) => t.e.receiver?.status().connectionAttempts,
+  );
+  perTimeline(
+    "counter",
+    "walreceiver_connection_failures_total",
+    "Replication connections that failed.",
+    (t) => t.e.receiver?.status().connectionFailures,
   );
 
   new client.Gauge({
@@ -91,11 +185,12 @@ export function createServiceMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const { e, tl } of timelines()) {
+      for (const t of timelines()) {
+        const { e, tl } = t;
         const id = e.definition.id;
-        const f = e.receiver?.status().sourceFlushLsn;
+        const f = sourceFlush(t);
         if (f !== undefined) {
-          const lag = parseLsn(f) - tl.lastRecordLsn;
+          const lag = f - tl.lastRecordLsn;
           this.set({ timeline: id, lag: "source" }, num(lag > 0n ? lag : 0n));
         }
         this.set({ timeline: id, lag: "disk" }, num(tl.lastRecordLsn - tl.diskConsistentLsn));
@@ -106,57 +201,6 @@ export function createServiceMetrics(
       }
     },
   });
-
-  const counter = (
-    name: string,
-    help: string,
-    read: (e: ReturnType<typeof timelines>[number]) => number | undefined,
-  ) =>
-    new client.Counter({
-      name: `${PREFIX}${name}`,
-      help,
-      labelNames: ["timeline"],
-      registers: [registry],
-      collect() {
-        // The value is the live object's own count since this process opened the timeline.
-        this.reset();
-        for (const t of timelines()) {
-          const v = read(t);
-          if (v !== undefined) this.inc({ timeline: t.e.definition.id }, v);
-        }
-      },
-    });
-  counter(
-    "timeline_ingested_bytes_total",
-    "WAL bytes received since the timeline was opened.",
-    (t) => (t.e.openedAt === undefined ? undefined : num(t.tl.streamEnd - t.e.openedAt)),
-  );
-  counter(
-    "timeline_ingested_records_total",
-    "WAL records decoded and indexed since the timeline was opened.",
-    (t) => t.tl.recordsIngested,
-  );
-  counter("timeline_layers_flushed_total", "Layer files written.", (t) => t.tl.layersFlushed);
-  counter(
-    "timeline_layers_uploaded_total",
-    "Layer files uploaded to remote storage.",
-    (t) => t.e.uploader?.uploads,
-  );
-  counter(
-    "timeline_upload_failures_total",
-    "Failed upload attempts (retried when transient).",
-    (t) => t.e.uploader?.failures,
-  );
-  counter(
-    "walreceiver_connection_attempts_total",
-    "Replication connections started.",
-    (t) => t.e.receiver?.status().connectionAttempts,
-  );
-  counter(
-    "walreceiver_connection_failures_total",
-    "Replication connections that failed.",
-    (t) => t.e.receiver?.status().connectionFailures,
-  );
 
   new client.Counter({
     name: `${PREFIX}walreceiver_switches_total`,
@@ -172,38 +216,6 @@ export function createServiceMetrics(
       }
     },
   });
-
-  const gauge = (
-    name: string,
-    help: string,
-    read: (e: ReturnType<typeof timelines>[number]) => number,
-  ) =>
-    new client.Gauge({
-      name: `${PREFIX}${name}`,
-      help,
-      labelNames: ["timeline"],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const t of timelines()) this.set({ timeline: t.e.definition.id }, read(t));
-      },
-    });
-  gauge(
-    "timeline_frozen_layer_bytes",
-    "Bytes in frozen in-memory layers awaiting flush.",
-    (t) => t.tl.frozenBytes,
-  );
-  gauge(
-    "timeline_frozen_layers",
-    "Frozen in-memory layers awaiting flush.",
-    (t) => t.tl.frozenLayers,
-  );
-  gauge(
-    "timeline_open_layer_bytes",
-    "Bytes in the open in-memory layer.",
-    (t) => t.tl.openLayerBytes,
-  );
-  gauge("wait_lsn_waiters", "wait_lsn calls waiting now.", (t) => t.tl.waitLsnWaiters);
 
   new client.Gauge({
     name: `${PREFIX}timelines`,

@@ -6,11 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseLsn } from "../../src/wal/index.js";
+import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 
 const BIN = resolve("dist/service/cli/main.js");
@@ -119,21 +120,12 @@ describe("tideline server (the process)", { skip: SKIP }, () => {
     second.proc.kill("SIGTERM");
     assert.equal(await second.exited, 0, second.stderr());
 
-    const out = join(dir, "export");
-    const exp = spawnSync(
-      process.execPath,
-      [BIN, "export", "--data-dir", dataDir, "--timeline", "main", "--out", out],
-      { encoding: "utf8" },
-    );
-    assert.equal(exp.status, 0, exp.stderr);
-    const whole = readdirSync(out).filter((f) => /^[0-9A-F]{24}$/.test(f));
-    assert.ok(whole.length >= 3, `several whole segments: ${whole.join(", ")}`);
-    for (const name of whole) {
-      assert.ok(
-        readFileSync(join(out, name)).equals(readFileSync(join(pg.walDir, name))),
-        `${name} equals pg_wal/${name}`,
-      );
-    }
+    await assertExportEqualsPgWal({
+      dataDir,
+      out: join(dir, "export"),
+      walDir: pg.walDir,
+      minSegments: 3,
+    });
   });
 
   it("a second server on the same data directory is refused; a second signal stops at once", async () => {

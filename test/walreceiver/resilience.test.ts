@@ -6,7 +6,7 @@
  * server's WAL: no gap, no duplicate.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -14,6 +14,7 @@ import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/li
 import { Timeline, writeLayerFile } from "../../src/timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
+import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 import {
   type CliRun,
@@ -369,17 +370,11 @@ describe("a WAL receiver that rides out restarts, timeouts and crashes", {
     }
     assert.equal(at, i.diskConsistentLsn);
 
-    const out = join(dir, "cli-export");
-    const exp = await cli(["export", "--data-dir", dataDir, "--timeline", "main", "--out", out])
-      .done;
-    assert.equal(exp.status, 0, exp.stderr);
-    const whole = readdirSync(out).filter((f) => /^[0-9A-F]{24}$/.test(f));
-    assert.ok(whole.length >= 60, `${whole.length} whole segments`);
-    for (const name of whole) {
-      assert.ok(
-        readFileSync(join(out, name)).equals(readFileSync(join(pg.walDir, name))),
-        `${name} equals pg_wal/${name}`,
-      );
-    }
+    await assertExportEqualsPgWal({
+      dataDir,
+      out: join(dir, "cli-export"),
+      walDir: pg.walDir,
+      minSegments: 60,
+    });
   });
 });

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn as spawnProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -16,6 +16,7 @@ import {
 import { Timeline } from "../../src/timeline/index.js";
 import { parseLsn } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
+import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 
 const BIN = "dist/service/cli/main.js";
@@ -110,25 +111,12 @@ describe("streaming from a real PostgreSQL 15 primary", {
       parseLsn(index.diskConsistentLsn) >= parseLsn(end),
       `durable ${index.diskConsistentLsn} >= ${end}`,
     );
-    const out = join(dir, "export");
-    const exp = await tideline([
-      "export",
-      "--data-dir",
+    await assertExportEqualsPgWal({
       dataDir,
-      "--timeline",
-      "main",
-      "--out",
-      out,
-    ]);
-    assert.equal(exp.status, 0, exp.stderr);
-    const whole = readdirSync(out).filter((f) => /^[0-9A-F]{24}$/.test(f));
-    assert.ok(whole.length >= 3, `several whole segments: ${whole.join(", ")}`);
-    for (const name of whole) {
-      assert.ok(
-        readFileSync(join(out, name)).equals(readFileSync(join(pg.walDir, name))),
-        `${name} equals pg_wal/${name}`,
-      );
-    }
+      out: join(dir, "export"),
+      walDir: pg.walDir,
+      minSegments: 3,
+    });
   });
 
   it("tideline ingest --remote uploads every layer and the index; --end-lsn waits for the uploads", async () => {

@@ -8,7 +8,8 @@ import { createReadStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { RequestContext } from "../../lifecycle/index.js";
 import { type BlockKey, restoreWalFile, type Timeline } from "../../timeline/index.js";
 import { type DumpRecordJson, formatLsn, type Lsn, parseLsn } from "../../wal/index.js";
 import type { RouteContext } from "./app.js";
@@ -53,6 +54,23 @@ const errors = (...codes: number[]) =>
 export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const onFailure = (error: unknown) =>
     ctx.log.warn({ error: (error as Error).message }, "response cut short");
+  /** Streams `produce`'s pieces from a task of `tl`. */
+  const stream = (
+    tl: Timeline,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    type: string,
+    produce: (rctx: RequestContext) => AsyncIterable<Buffer | string>,
+  ) =>
+    streamRequestTask(
+      { token: tl.cancel, gate: tl.gate },
+      ctx.tasks,
+      request,
+      reply,
+      type,
+      produce,
+      onFailure,
+    );
 
   app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string } }>(
     "/v1/timelines/:id/wal",
@@ -80,14 +98,8 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
       const tl = ctx.timeline(request.params.id);
       const [from, to] = range(tl, request.query.from, request.query.to);
       reply.header("x-tideline-from", formatLsn(from)).header("x-tideline-to", formatLsn(to));
-      return streamRequestTask(
-        { token: tl.cancel, gate: tl.gate },
-        ctx.tasks,
-        request,
-        reply,
-        "application/octet-stream",
-        (rctx) => tl.walRange(from, to, rctx),
-        onFailure,
+      return stream(tl, request, reply, "application/octet-stream", (rctx) =>
+        tl.walRange(from, to, rctx),
       );
     },
   );
@@ -138,7 +150,7 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
         relText === undefined ||
         block !== undefined ||
         r.blocks.some((b) => b.rel === relText && (fork === undefined || b.fork === fork));
-      async function* lines(rctx: Parameters<Timeline["records"]>[2]): AsyncGenerator<string> {
+      async function* lines(rctx: RequestContext): AsyncGenerator<string> {
         let batch = "";
         for await (const r of tl.records(from, to, rctx, block)) {
           if (!keep(r)) continue;
@@ -150,15 +162,7 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
         }
         if (batch !== "") yield batch;
       }
-      return streamRequestTask(
-        { token: tl.cancel, gate: tl.gate },
-        ctx.tasks,
-        request,
-        reply,
-        "application/x-ndjson",
-        lines,
-        onFailure,
-      );
+      return stream(tl, request, reply, "application/x-ndjson", lines);
     },
   );
 
@@ -238,30 +242,22 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
     async (request, reply) => {
       const tl = ctx.timeline(request.params.id);
       const name = request.params.name;
-      return streamRequestTask(
-        { token: tl.cancel, gate: tl.gate },
-        ctx.tasks,
-        request,
-        reply,
-        "application/octet-stream",
-        async function* (rctx) {
-          const dir = await mkdtemp(join(tmpdir(), "tideline-walfile-"));
-          try {
-            const path = join(dir, name);
-            if (!(await restoreWalFile(tl, name, path, rctx))) {
-              throw new ApiError(
-                404,
-                "not_found",
-                `Timeline "${tl.id}" does not hold WAL file ${name}`,
-              );
-            }
-            yield* createReadStream(path, { signal: rctx.token.signal });
-          } finally {
-            await rm(dir, { recursive: true, force: true });
+      return stream(tl, request, reply, "application/octet-stream", async function* (rctx) {
+        const dir = await mkdtemp(join(tmpdir(), "tideline-walfile-"));
+        try {
+          const path = join(dir, name);
+          if (!(await restoreWalFile(tl, name, path, rctx))) {
+            throw new ApiError(
+              404,
+              "not_found",
+              `Timeline "${tl.id}" does not hold WAL file ${name}`,
+            );
           }
-        },
-        onFailure,
-      );
+          yield* createReadStream(path, { signal: rctx.token.signal });
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      });
     },
   );
 }
