@@ -16,15 +16,17 @@ import {
   type TaskRegistry,
 } from "../lifecycle/index.js";
 import {
+  LayerCorruptError,
   parseTimelineIndex,
   serializeTimelineIndex,
   type Timeline,
+  type TimelineIndex,
   TimelineShutdownError,
 } from "../timeline/index.js";
 import { historyFileName } from "../wal/index.js";
 import { remoteKeys } from "./remote_keys.js";
 import { type RetryBackoff, retryTransient } from "./retry.js";
-import type { RemoteStorage } from "./storage.js";
+import { RemoteObjectDamagedError, type RemoteStorage } from "./storage.js";
 
 /** Options of {@linkcode RemoteUploader.start}. */
 export interface UploaderOptions {
@@ -42,7 +44,11 @@ export interface UploaderOptions {
  * names it, and `remoteConsistentLsn` advances only once that index is durable remotely.
  * Transient errors are retried with backoff on the task's token; a freeze-and-flush
  * shutdown waits until everything flushed is uploaded, a hard one abandons the rest (the
- * next start uploads it again: uploads are idempotent).
+ * next start uploads it again: uploads are idempotent). Each remote index carries the
+ * resume fields of the layers it names (`Timeline.indexAt`), and is preceded by the
+ * source's history files of the switches it names. A remote index that comes back
+ * damaged at start (a store without atomic puts, an upload cut by a crash) is ignored:
+ * every layer is uploaded again.
  *
  * @example
  * ```ts
@@ -122,13 +128,22 @@ export class RemoteUploader {
     const tl = this.timeline;
     const indexKey = remoteKeys.index(tl.id);
     // What the remote copy already holds (a restart, or an earlier hard shutdown).
-    const existing = await this.#retrying(
-      () => this.storage.get(indexKey, ctx.token),
-      ctx,
-      options,
-    );
-    const remote =
-      existing === undefined ? undefined : parseTimelineIndex(existing.toString("utf8"), indexKey);
+    let remote: TimelineIndex | undefined;
+    try {
+      const existing = await this.#retrying(
+        () => this.storage.get(indexKey, ctx.token),
+        ctx,
+        options,
+      );
+      if (existing !== undefined) remote = parseTimelineIndex(existing.toString("utf8"), indexKey);
+    } catch (error) {
+      // A store without atomic puts may keep part of an index whose upload was cut (a crash):
+      // trust none of it and upload every layer again, which writes a whole index again.
+      if (!(error instanceof RemoteObjectDamagedError || error instanceof LayerCorruptError))
+        throw error;
+      this.#failures++;
+      options.onError?.(error, 1);
+    }
     const uploaded = new Set(remote?.layers.map((l) => l.file) ?? []);
     const historyUploaded = new Set(remote?.history.map((h) => historyFileName(h.timeline)) ?? []);
     while (!ctx.token.isCancelled) {
