@@ -27,7 +27,7 @@ import {
   WalReceiver,
 } from "../../../walreceiver/index.js";
 import { createLogger } from "../../log.js";
-import { lsnOption } from "./options.js";
+import { lsnOption, sizeOption } from "./options.js";
 
 interface IngestCliOptions {
   source: string[];
@@ -40,6 +40,7 @@ interface IngestCliOptions {
   sync: boolean;
   compression: string;
   remote?: string;
+  layerSize?: number;
 }
 
 /** What the first reachable source said about itself. */
@@ -85,7 +86,13 @@ async function identify(
  */
 async function attach(
   remote: RemoteStorage,
-  common: { dataDir: string; id: string; fsync: boolean; compression: LayerCompression },
+  common: {
+    dataDir: string;
+    id: string;
+    fsync: boolean;
+    compression: LayerCompression;
+    layerSize?: number;
+  },
   token: CancellationToken,
   log: ReturnType<typeof createLogger>,
 ): Promise<Timeline | undefined> {
@@ -165,6 +172,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
       id: options.timeline,
       fsync: options.sync,
       compression: checkLayerCompression(options.compression),
+      ...(options.layerSize !== undefined ? { layerSize: options.layerSize } : {}),
     };
     if (Timeline.exists(options.dataDir, options.timeline)) {
       timeline = await Timeline.open({
@@ -341,6 +349,11 @@ export function registerIngest(program: Command): void {
     .option(
       "--remote <url>",
       "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
+    )
+    .option(
+      "--layer-size <size>",
+      "cut layer files at about this size, e.g. 16MiB (the default) or 512KiB",
+      sizeOption,
     )
     .addOption(
       new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
