@@ -23,7 +23,15 @@ export interface RetryOptions {
   onError?: (error: unknown, attempt: number) => void;
 }
 
-/** The default backoff: 100 ms, doubling, at most 10 s. */
+/**
+ * The default backoff: 100 ms, doubling, at most 10 s.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_RETRY_BACKOFF } from "tideline/remote";
+ * const patient = { ...DEFAULT_RETRY_BACKOFF, maxMs: 60_000 };
+ * ```
+ */
 export const DEFAULT_RETRY_BACKOFF: RetryBackoff = { minMs: 100, factor: 2, maxMs: 10_000 };
 
 /**

@@ -11,7 +11,12 @@ import {
   RemoteUploader,
   remoteKeys,
 } from "../../src/remote/index.js";
-import { parseTimelineIndex, Timeline, type TimelineIndex } from "../../src/timeline/index.js";
+import {
+  LayerCorruptError,
+  parseTimelineIndex,
+  Timeline,
+  type TimelineIndex,
+} from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
@@ -154,6 +159,25 @@ describe("RemoteUploader with a local-directory store", {
     } finally {
       await reopened.shutdown("hard");
     }
+  });
+
+  it("a damaged remote index at start (a cut upload on a store without atomic puts) means upload everything again", async () => {
+    const { store, tl } = await setup();
+    await store.inner.put(
+      remoteKeys.index(tl.id),
+      Buffer.from('{"format": 1, "id": "t'),
+      new CancellationToken(),
+    );
+    const errors: unknown[] = [];
+    const uploader = RemoteUploader.start(tl, store, { onError: (e) => errors.push(e) });
+    await ingestAll(tl, 5);
+    await tl.shutdown("freeze-and-flush");
+    assert.ok(
+      errors.some((e) => e instanceof LayerCorruptError),
+      "the damage was reported",
+    );
+    assert.equal(uploader.uploads, tl.layerFiles.length, "every layer uploaded again");
+    await assertRemoteHoldsAll(tl, store);
   });
 
   it("retries transient errors with backoff", async () => {
