@@ -17,7 +17,12 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { type CancellationToken, CancelledError } from "../lifecycle/index.js";
-import { checkKey, type RemoteStorage, RemoteStorageError } from "./storage.js";
+import {
+  checkKey,
+  RemoteObjectDamagedError,
+  type RemoteStorage,
+  RemoteStorageError,
+} from "./storage.js";
 
 /** Options of {@linkcode S3Storage}; everything but `bucket` is optional. */
 export interface S3StorageOptions {
@@ -300,12 +305,11 @@ export class S3Storage implements RemoteStorage {
       }
       const expected = out.Metadata?.[SHA256_META];
       if (expected !== undefined && sha256(data) !== expected) {
-        throw new RemoteStorageError(
+        throw new RemoteObjectDamagedError(
           "get",
           key,
           this.display,
           "the stored object does not match the SHA-256 it was written with (a store without atomic puts kept part of an interrupted upload?)",
-          false,
         );
       }
       return data;

@@ -62,6 +62,24 @@ export class RemoteStorageError extends Error {
   }
 }
 
+/**
+ * An object came back different from what was stored (its checksum does not match): a
+ * store without atomic puts kept part of an interrupted upload. Not transient: reading it
+ * again gives the same bytes; only putting it again mends it.
+ *
+ * @example
+ * ```ts
+ * import { RemoteObjectDamagedError } from "tideline/remote";
+ * new RemoteObjectDamagedError("get", "timelines/main/index.json", "s3://b", "SHA-256 mismatch").transient; // false
+ * ```
+ */
+export class RemoteObjectDamagedError extends RemoteStorageError {
+  constructor(op: string, key: string, storage: string, detail: string) {
+    super(op, key, storage, detail, false);
+    this.name = "RemoteObjectDamagedError";
+  }
+}
+
 /** Checks an object key: relative, `/`-separated, no `..`, no empty parts. */
 export function checkKey(key: string): string {
   if (

@@ -5,9 +5,9 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
+import { join } from "node:path";
 import {
-  CancelledError,
+  type CancellationToken,
   type RequestContext,
   sleep,
   spawn,
@@ -16,29 +16,27 @@ import {
   type TaskRegistry,
 } from "../lifecycle/index.js";
 import {
+  LayerCorruptError,
   parseTimelineIndex,
   serializeTimelineIndex,
   type Timeline,
+  type TimelineIndex,
   TimelineShutdownError,
 } from "../timeline/index.js";
-import { type RemoteStorage, RemoteStorageError } from "./storage.js";
+import { historyFileName } from "../wal/index.js";
+import { remoteKeys } from "./remote_keys.js";
+import { type RetryBackoff, retryTransient } from "./retry.js";
+import { RemoteObjectDamagedError, type RemoteStorage } from "./storage.js";
 
 /** Options of {@linkcode RemoteUploader.start}. */
 export interface UploaderOptions {
   /** Retry backoff for transient errors: first delay, factor, cap (ms). Default 100, 2, 10 000. */
-  retry?: { minMs: number; factor: number; maxMs: number };
+  retry?: RetryBackoff;
   /** Where the upload task registers. */
   registry?: TaskRegistry;
   /** Told about every failed attempt (for logs). */
   onError?: (error: unknown, attempt: number) => void;
 }
-
-/** The object keys of a timeline in remote storage. */
-export const remoteKeys = {
-  index: (timeline: string) => `timelines/${timeline}/index.json`,
-  layer: (timeline: string, file: string) => `timelines/${timeline}/layers/${file}`,
-};
-
 /**
  * Uploads a timeline's layer files as they are flushed, in LSN order, as a task in the
  * timeline's tree (`RemoteUpload`, holding its gate). Order makes the remote copy
@@ -46,7 +44,11 @@ export const remoteKeys = {
  * names it, and `remoteConsistentLsn` advances only once that index is durable remotely.
  * Transient errors are retried with backoff on the task's token; a freeze-and-flush
  * shutdown waits until everything flushed is uploaded, a hard one abandons the rest (the
- * next start uploads it again: uploads are idempotent).
+ * next start uploads it again: uploads are idempotent). Each remote index carries the
+ * resume fields of the layers it names (`Timeline.indexAt`), and is preceded by the
+ * source's history files of the switches it names. A remote index that comes back
+ * damaged at start (a store without atomic puts, an upload cut by a crash) is ignored:
+ * every layer is uploaded again.
  *
  * @example
  * ```ts
@@ -100,7 +102,7 @@ export class RemoteUploader {
   }
 
   /** Waits until everything durable now is in remote storage (token-aware). */
-  async #drain(token: import("../lifecycle/index.js").CancellationToken): Promise<void> {
+  async #drain(token: CancellationToken): Promise<void> {
     const target = this.timeline.diskConsistentLsn;
     while (this.timeline.remoteConsistentLsn < target) {
       if (this.task.isFinished) {
@@ -112,39 +114,38 @@ export class RemoteUploader {
     }
   }
 
-  async #retrying<T>(
-    what: () => Promise<T>,
-    ctx: RequestContext,
-    options: UploaderOptions,
-  ): Promise<T> {
-    const { minMs, factor, maxMs } = options.retry ?? { minMs: 100, factor: 2, maxMs: 10_000 };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await what();
-      } catch (error) {
-        if (error instanceof CancelledError || ctx.token.isCancelled) throw error;
+  #retrying<T>(what: () => Promise<T>, ctx: RequestContext, options: UploaderOptions): Promise<T> {
+    return retryTransient(what, ctx.token, {
+      ...(options.retry !== undefined ? { retry: options.retry } : {}),
+      onError: (error, attempt) => {
         this.#failures++;
         options.onError?.(error, attempt);
-        if (!(error instanceof RemoteStorageError) || !error.transient) throw error;
-        await sleep(Math.min(maxMs, minMs * factor ** (attempt - 1)), ctx.token);
-      }
-    }
+      },
+    });
   }
 
   async #run(ctx: RequestContext, options: UploaderOptions): Promise<void> {
     const tl = this.timeline;
     const indexKey = remoteKeys.index(tl.id);
     // What the remote copy already holds (a restart, or an earlier hard shutdown).
-    const existing = await this.#retrying(
-      () => this.storage.get(indexKey, ctx.token),
-      ctx,
-      options,
-    );
-    const uploaded = new Set(
-      existing === undefined
-        ? []
-        : parseTimelineIndex(existing.toString("utf8"), indexKey).layers.map((l) => l.file),
-    );
+    let remote: TimelineIndex | undefined;
+    try {
+      const existing = await this.#retrying(
+        () => this.storage.get(indexKey, ctx.token),
+        ctx,
+        options,
+      );
+      if (existing !== undefined) remote = parseTimelineIndex(existing.toString("utf8"), indexKey);
+    } catch (error) {
+      // A store without atomic puts may keep part of an index whose upload was cut (a crash):
+      // trust none of it and upload every layer again, which writes a whole index again.
+      if (!(error instanceof RemoteObjectDamagedError || error instanceof LayerCorruptError))
+        throw error;
+      this.#failures++;
+      options.onError?.(error, 1);
+    }
+    const uploaded = new Set(remote?.layers.map((l) => l.file) ?? []);
+    const historyUploaded = new Set(remote?.history.map((h) => historyFileName(h.timeline)) ?? []);
     while (!ctx.token.isCancelled) {
       const local = tl.indexSnapshot();
       const pending = local.layers.filter((l) => !uploaded.has(l.file));
@@ -158,10 +159,10 @@ export class RemoteUploader {
         continue;
       }
       for (const layer of pending) {
-        const path = tl.layerFiles.find((f) => basename(f.path) === layer.file)?.path;
+        const path = tl.layerFiles.find((f) => f.file === layer.file)?.path;
         if (path === undefined)
           throw new Error(`Layer ${layer.file} of timeline "${tl.id}" is listed but not open`);
-        const data = await readFile(path);
+        const data = await readFile(path, { signal: ctx.token.signal });
         await this.#retrying(
           () => this.storage.put(remoteKeys.layer(tl.id, layer.file), data, ctx.token),
           ctx,
@@ -169,21 +170,43 @@ export class RemoteUploader {
         );
         uploaded.add(layer.file);
         this.#uploads++;
-        // The remote index names only uploaded layers: the prefix up to this one.
-        const upTo = local.layers.slice(0, local.layers.indexOf(layer) + 1);
-        const remoteIndex = serializeTimelineIndex({
-          ...local,
-          layers: upTo,
-          diskConsistentLsn: layer.end,
+        // The remote index names only uploaded layers (the prefix up to this one), and its
+        // resume fields are those of that prefix, not of newer local layers.
+        const remoteIndex = {
+          ...(await tl.indexAt(layer.end, ctx)),
           remoteConsistentLsn: layer.end,
-        });
+        };
+        // History files of the switches it names go first, like the layers.
+        for (const h of remoteIndex.history) {
+          const name = historyFileName(h.timeline);
+          if (historyUploaded.has(name)) continue;
+          const content = await readIfExists(join(tl.dir, name));
+          // Not fetched from the source (yet): readers make one from the switch in the WAL.
+          if (content === undefined) continue;
+          await this.#retrying(
+            () => this.storage.put(remoteKeys.history(tl.id, name), content, ctx.token),
+            ctx,
+            options,
+          );
+          historyUploaded.add(name);
+        }
         await this.#retrying(
-          () => this.storage.put(indexKey, Buffer.from(remoteIndex), ctx.token),
+          () =>
+            this.storage.put(indexKey, Buffer.from(serializeTimelineIndex(remoteIndex)), ctx.token),
           ctx,
           options,
         );
         tl.advanceRemoteConsistentLsn(layer.end);
       }
     }
+  }
+}
+
+async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
 }

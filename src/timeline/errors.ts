@@ -132,3 +132,27 @@ export class TimelineInUseError extends Error {
     this.pid = pid;
   }
 }
+
+/**
+ * A read needs a layer file that is not on local disk (evicted after its upload, or not
+ * downloaded yet after an attach from remote storage), and the timeline has no
+ * {@linkcode LayerFetcher} to bring it back. Names the timeline and the layer.
+ *
+ * @example
+ * ```ts
+ * import { LayerNotLocalError } from "tideline/timeline";
+ * new LayerNotLocalError("main", "0000000001000000-0000000001A3C2D8.layer").message;
+ * ```
+ */
+export class LayerNotLocalError extends Error {
+  readonly timeline: string;
+  readonly file: string;
+  constructor(timeline: string, file: string) {
+    super(
+      `Layer ${file} of timeline "${timeline}" is not on local disk (evicted, or not downloaded yet) and the timeline was opened without a layer fetcher: read it with remote storage configured`,
+    );
+    this.name = "LayerNotLocalError";
+    this.timeline = timeline;
+    this.file = file;
+  }
+}

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { open, readFile, rename } from "node:fs/promises";
+import { open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { RequestContext } from "../lifecycle/index.js";
 import {
@@ -99,7 +99,14 @@ export async function exportSegments(
 
 /**
  * Writes WAL `[start, end)` of `timeline` to `path` as a segment file, zero-padded to the
- * segment size when `end` is short of it: to `<path>.tmp`, fsynced, then renamed.
+ * segment size when `end` is short of it: to `<path>.tmp`, fsynced, then renamed. On
+ * failure (or cancellation) the temporary file is removed and `path` is untouched.
+ *
+ * @example
+ * ```ts
+ * import { writeWalFile } from "tideline/timeline";
+ * // await writeWalFile(timeline, 0x3000000n, 0x4000000n, "/restore/000000010000000000000003", ctx);
+ * ```
  */
 export async function writeWalFile(
   timeline: Timeline,
@@ -111,17 +118,23 @@ export async function writeWalFile(
   const tmp = `${path}.tmp`;
   const file = await open(tmp, "w");
   try {
-    let offset = 0;
-    for await (const piece of timeline.walRange(start, end, ctx)) {
-      await file.write(piece, 0, piece.length, offset);
-      offset += piece.length;
+    try {
+      let offset = 0;
+      for await (const piece of timeline.walRange(start, end, ctx)) {
+        await file.write(piece, 0, piece.length, offset);
+        offset += piece.length;
+      }
+      if (end - start < BigInt(timeline.segmentSize)) await file.truncate(timeline.segmentSize);
+      await file.sync();
+    } finally {
+      await file.close();
     }
-    if (end - start < BigInt(timeline.segmentSize)) await file.truncate(timeline.segmentSize);
-    await file.sync();
-  } finally {
-    await file.close();
+    await rename(tmp, path);
+  } catch (error) {
+    // A failed or cancelled read (a layer download, say) leaves nothing behind.
+    await rm(tmp, { force: true });
+    throw error;
   }
-  await rename(tmp, path);
 }
 
 /**

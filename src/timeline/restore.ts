@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { open, rename } from "node:fs/promises";
 import type { RequestContext } from "../lifecycle/index.js";
 import { parseHistoryFileName, parseSegmentFileName, segmentStartLsn } from "../wal/index.js";
 import { historyFileContent, wholeSegmentName, writeWalFile } from "./export.js";
+import { writeFileAtomic } from "./fs_util.js";
 import type { Timeline } from "./timeline.js";
 
 /**
@@ -33,15 +33,7 @@ export async function restoreWalFile(
   if (historyTli !== undefined) {
     const content = await historyFileContent(timeline, historyTli);
     if (content === undefined) return false;
-    const tmp = `${dest}.tmp`;
-    const file = await open(tmp, "w");
-    try {
-      await file.writeFile(content);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, dest);
+    await writeFileAtomic(dest, content);
     return true;
   }
   const seg = parseSegmentFileName(name, timeline.segmentSize);

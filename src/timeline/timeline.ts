@@ -27,21 +27,21 @@ import {
   type DumpRecordJson,
   formatLsn,
   type Lsn,
-  lsnAlign,
   lsnMin,
   recordToJson,
-  segmentStart,
   WalDecoder,
   type WalRecord,
 } from "../wal/index.js";
 import {
   LayerCorruptError,
+  LayerNotLocalError,
   TimelineShutdownError,
   TimelineStateError,
   WaitLsnTimeoutError,
   WalDiscontinuityError,
 } from "./errors.js";
 import { InMemoryLayer } from "./in_memory_layer.js";
+import type { LayerFetcher } from "./layer_fetcher.js";
 import {
   checkLayerCompression,
   DiskLayer,
@@ -49,6 +49,7 @@ import {
   type LayerMeta,
   writeLayerFile,
 } from "./layer_file.js";
+import { type DownloadScope, type LayerPin, LayerSlot } from "./layer_slot.js";
 import {
   BLOCK_APPLY_IMAGE,
   BLOCK_HAS_IMAGE,
@@ -57,6 +58,7 @@ import {
   type BlockTable,
   type RecordTable,
 } from "./layer_tables.js";
+import { indexUpTo, nextRecordStart } from "./resume_point.js";
 import { checkTimelineId } from "./timeline_id.js";
 import {
   readTimelineIndex,
@@ -105,6 +107,13 @@ export interface TimelineOptions {
    * WAL already reported as durable: for tests and benchmarks only.
    */
   fsync?: boolean;
+  /**
+   * Brings back layer files the index lists but the disk lacks (evicted once uploaded, or
+   * not downloaded yet after an attach); reads download them through it. Without one,
+   * such layers cannot be read ({@linkcode LayerNotLocalError}), and a writable open
+   * refuses a timeline that has any.
+   */
+  layerFetcher?: LayerFetcher;
 }
 
 /** Options of {@linkcode Timeline.create}. */
@@ -143,9 +152,24 @@ interface Frozen {
 }
 
 /** A layer a read can be served from. */
-type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
+type AnyLayer = { kind: "disk"; slot: LayerSlot } | { kind: "memory"; layer: InMemoryLayer };
 
-const XLOG_SWITCH_INFO = 0x40;
+/** A layer held for a read: a disk layer stays pinned (not evicted) until released. */
+type HeldLayer = ({ kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer }) & {
+  release(): void;
+};
+
+/** What {@linkcode Timeline.evictLayer} did. */
+export type EvictOutcome =
+  /** The local file is gone; the next read downloads it again. */
+  | "evicted"
+  /** Not evicted: the layer is not in remote storage yet (beyond `remoteConsistentLsn`). */
+  | "not-uploaded"
+  /** Not evicted: a read or a download is using it. */
+  | "in-use"
+  /** It was not local. */
+  | "not-resident";
+
 /** XLOG_END_OF_RECOVERY: written where a new PostgreSQL timeline begins (a promotion). */
 const XLOG_END_OF_RECOVERY_INFO = 0x90;
 /** XLOG_CHECKPOINT_SHUTDOWN: also begins a new timeline when recovery ends without a promotion. */
@@ -207,7 +231,9 @@ export class Timeline {
   #index: TimelineIndex;
   #state: TimelineState = "active";
   #broken: Error | undefined;
-  #diskLayers: DiskLayer[] = [];
+  /** The layer files the index lists, oldest first, local or not. */
+  #slots: LayerSlot[] = [];
+  readonly #fetcher: LayerFetcher | undefined;
   #frozen: Frozen[] = [];
   #frozenBytes = 0;
   #open: InMemoryLayer;
@@ -240,7 +266,7 @@ export class Timeline {
   private constructor(
     options: TimelineOptions,
     index: TimelineIndex,
-    layers: DiskLayer[],
+    layers: LayerSlot[],
     readOnly: boolean,
   ) {
     this.id = index.id;
@@ -261,7 +287,8 @@ export class Timeline {
     this.#maxLayerAgeMs = positive(options.maxLayerAgeMs ?? 30_000, "maxLayerAgeMs");
     this.#compression = checkLayerCompression(options.compression ?? "none");
     this.#index = index;
-    this.#diskLayers = layers;
+    this.#slots = layers;
+    this.#fetcher = options.layerFetcher;
     this.#meta = {
       systemId: index.systemId,
       pgTimeline: index.pgTimeline,
@@ -338,8 +365,12 @@ export class Timeline {
   /**
    * Opens an existing timeline after a clean stop or a crash: reads its index, checks
    * every listed layer file, and discards files the index does not list (torn or
-   * half-written ones). It resumes exactly at `diskConsistentLsn`. With `readOnly`, it
-   * changes nothing on disk and runs no task (for `export` beside a running ingest).
+   * half-written ones, interrupted downloads). It resumes exactly at `diskConsistentLsn`.
+   * A listed layer whose file is not local (evicted, or not downloaded yet after an
+   * attach) is downloaded on first read through `layerFetcher`; without one, a writable
+   * open throws {@linkcode LayerNotLocalError} and a read-only one fails only the reads
+   * that need it. With `readOnly`, it changes nothing on disk and runs no task of its own
+   * (for `export` beside a running ingest).
    *
    * @example
    * ```ts
@@ -365,13 +396,21 @@ export class Timeline {
           if (!listed.has(name)) await rm(join(dir, "layers", name), { force: true });
         }
       }
-      const layers: DiskLayer[] = [];
+      const layers: LayerSlot[] = [];
       for (const l of index.layers) {
-        const layer = await DiskLayer.open(join(dir, "layers", l.file));
+        const path = join(dir, "layers", l.file);
+        if (!existsSync(path)) {
+          // Evicted, or not downloaded yet after an attach: fetched on first read, if it can be.
+          if (options.layerFetcher === undefined && !readOnly)
+            throw new LayerNotLocalError(id, l.file);
+          layers.push(new LayerSlot(l, path, undefined));
+          continue;
+        }
+        const layer = await DiskLayer.open(path);
         if (layer.start !== l.start || layer.end !== l.end) {
           throw new LayerCorruptError(layer.path, "its range differs from the index");
         }
-        layers.push(layer);
+        layers.push(new LayerSlot(l, path, layer));
       }
       return Timeline.#start(options, index, layers, readOnly, release);
     } catch (error) {
@@ -383,7 +422,7 @@ export class Timeline {
   static #start(
     options: TimelineOptions,
     index: TimelineIndex,
-    layers: DiskLayer[],
+    layers: LayerSlot[],
     readOnly: boolean,
     releaseLock?: () => Promise<void>,
   ): Timeline {
@@ -531,13 +570,25 @@ export class Timeline {
     return this.#open.size;
   }
 
-  /** Layer files, oldest first. */
-  get layerFiles(): readonly { start: Lsn; end: Lsn; path: string; size: number }[] {
-    return this.#diskLayers.map((l) => ({
-      start: l.start,
-      end: l.end,
-      path: l.path,
-      size: l.fileSize,
+  /**
+   * Layer files, oldest first, with whether each is on local disk (`resident`): one that
+   * is not was evicted, or not downloaded yet after an attach, and is downloaded on read.
+   */
+  get layerFiles(): readonly {
+    file: string;
+    start: Lsn;
+    end: Lsn;
+    path: string;
+    size: number;
+    resident: boolean;
+  }[] {
+    return this.#slots.map((s) => ({
+      file: s.entry.file,
+      start: s.entry.start,
+      end: s.entry.end,
+      path: s.path,
+      size: s.entry.size,
+      resident: s.resident,
     }));
   }
 
@@ -549,6 +600,74 @@ export class Timeline {
   /** Layer files written by this process (a counter, for metrics). */
   get layersFlushed(): number {
     return this.#layersFlushed;
+  }
+
+  /**
+   * Removes the local file of layer `file` (its name in {@linkcode layerFiles}) to save
+   * disk space and memory, when it is in remote storage (it ends at or below
+   * `remoteConsistentLsn`) and no read or download is using it; the next read that needs
+   * it downloads it again through the timeline's {@linkcode LayerFetcher}. Never waits.
+   * Throws `RangeError` for a layer the timeline does not have, `TypeError` on a
+   * read-only timeline or one without a layer fetcher (the layer could not come back).
+   *
+   * @example
+   * ```ts
+   * // for (const l of timeline.layerFiles) if (l.resident) timeline.evictLayer(l.file);
+   * ```
+   */
+  evictLayer(file: string): EvictOutcome {
+    const slot = this.#slots.find((s) => s.entry.file === file);
+    if (slot === undefined)
+      throw new RangeError(`Timeline "${this.id}" has no layer ${JSON.stringify(file)}`);
+    if (this.#readOnly)
+      throw new TypeError(`Timeline "${this.id}" is open read-only: it cannot evict layers`);
+    if (this.#fetcher === undefined) {
+      throw new TypeError(
+        `Timeline "${this.id}" has no layer fetcher: an evicted layer could not be read again`,
+      );
+    }
+    if (slot.entry.end > this.#remote.load()) return "not-uploaded";
+    if (!slot.resident) return "not-resident";
+    return slot.evict() ? "evicted" : "in-use";
+  }
+
+  /**
+   * The index of this timeline as if it ended at layer boundary `end` (the start, or a
+   * layer's end), with the resume fields derived from those layers alone
+   * ({@linkcode indexUpTo}): what remote storage holds once the layers up to `end` are
+   * uploaded. May download a layer that is not local (on `ctx.token`).
+   *
+   * @example
+   * ```ts
+   * // const remoteIndex = await timeline.indexAt(uploadedLayer.end, ctx);
+   * ```
+   */
+  async indexAt(end: Lsn, ctx: RequestContext): Promise<TimelineIndex> {
+    const index = this.indexSnapshot();
+    return indexUpTo(index, end, async (entry) => {
+      const slot = this.#slots.find((s) => s.entry.file === entry.file);
+      if (slot === undefined)
+        throw new RangeError(`Timeline "${this.id}" has no layer ${entry.file}`);
+      using pin = await slot.pin(ctx, this.#downloadScope());
+      return { records: pin.layer.records, meta: pin.layer.meta };
+    });
+  }
+
+  #downloadScope(): DownloadScope {
+    return {
+      timelineId: this.id,
+      token: this.cancel,
+      gate: this.gate,
+      registry: this.#registry,
+      fetcher: this.#fetcher,
+    };
+  }
+
+  /** Holds `entry` for a read: a disk layer is pinned, and downloaded first if not local. */
+  async #hold(entry: AnyLayer, ctx: RequestContext): Promise<HeldLayer> {
+    if (entry.kind === "memory") return { kind: "memory", layer: entry.layer, release() {} };
+    const pin: LayerPin = await entry.slot.pin(ctx, this.#downloadScope());
+    return { kind: "disk", layer: pin.layer, release: () => pin[Symbol.dispose]() };
   }
 
   /** How many `waitLsn` calls are waiting. */
@@ -661,10 +780,7 @@ export class Timeline {
   #addRecord(rec: WalRecord): void {
     this.#open.addRecord(rec);
     this.#recordsIngested++;
-    const isSwitch = rec.rmid === 0 && (rec.info & 0xf0) === XLOG_SWITCH_INFO;
-    this.#nextRecordLsn = isSwitch
-      ? segmentStart(rec.end + BigInt(this.#index.segmentSize) - 1n, this.#index.segmentSize)
-      : lsnAlign(rec.end);
+    this.#nextRecordLsn = nextRecordStart(rec.rmid, rec.info, rec.end, this.#index.segmentSize);
     if (this.#meta.pgVersion === 0) this.#meta.pgVersion = checkVersion(this.#decoder.majorVersion);
     const sysId = this.#decoder.systemId;
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
@@ -819,7 +935,15 @@ export class Timeline {
       fsync: this.#fsync,
       compression: this.#compression,
     });
-    const disk = await DiskLayer.open(join(this.dir, "layers", name));
+    const path = join(this.dir, "layers", name);
+    const disk = await DiskLayer.open(path);
+    const entry = {
+      file: name,
+      start: layer.start,
+      end: layer.end,
+      size,
+      records: layer.records.length,
+    };
     const index: TimelineIndex = {
       ...this.#index,
       systemId: meta.systemId,
@@ -830,15 +954,12 @@ export class Timeline {
       lastRecordEnd: item.lastRecordEnd,
       remoteConsistentLsn: this.#remote.load(),
       history: [...this.#history],
-      layers: [
-        ...this.#index.layers,
-        { file: name, start: layer.start, end: layer.end, size, records: layer.records.length },
-      ],
+      layers: [...this.#index.layers, entry],
     };
     token.throwIfCancelled();
     await writeTimelineIndex(join(this.dir, "index.json"), index, { fsync: this.#fsync });
     this.#index = index;
-    this.#diskLayers.push(disk);
+    this.#slots.push(new LayerSlot(entry, path, disk));
     this.#layersFlushed++;
     this.#disk.advance(layer.end);
   }
@@ -924,8 +1045,8 @@ export class Timeline {
   /** The layers holding `[from, to)`, oldest first (a snapshot). */
   #layersFor(from: Lsn, to: Lsn): AnyLayer[] {
     const out: AnyLayer[] = [];
-    for (const layer of this.#diskLayers)
-      if (layer.end > from && layer.start < to) out.push({ kind: "disk", layer });
+    for (const slot of this.#slots)
+      if (slot.entry.end > from && slot.entry.start < to) out.push({ kind: "disk", slot });
     for (const f of this.#frozen) {
       if (f.layer.end > from && f.layer.start < to && f.layer.end > this.#disk.load())
         out.push({ kind: "memory", layer: f.layer });
@@ -957,15 +1078,20 @@ export class Timeline {
   async *walRange(from: Lsn, to: Lsn, ctx: RequestContext): AsyncGenerator<Buffer> {
     this.#checkRange(from, to);
     using _guard = this.gate.enter("read WAL");
-    for (const entry of this.#layersFor(from, to)) {
-      const l = entry.layer;
-      let a = from > l.start ? from : l.start;
-      const b = to < l.end ? to : l.end;
-      while (a < b) {
-        ctx.throwIfCancelled();
-        const stop = b - a > 8n << 20n ? a + (8n << 20n) : b;
-        yield entry.kind === "disk" ? await entry.layer.read(a, stop) : entry.layer.read(a, stop);
-        a = stop;
+    for (const layer of this.#layersFor(from, to)) {
+      const entry = await this.#hold(layer, ctx);
+      try {
+        const l = entry.layer;
+        let a = from > l.start ? from : l.start;
+        const b = to < l.end ? to : l.end;
+        while (a < b) {
+          ctx.throwIfCancelled();
+          const stop = b - a > 8n << 20n ? a + (8n << 20n) : b;
+          yield entry.kind === "disk" ? await entry.layer.read(a, stop) : entry.layer.read(a, stop);
+          a = stop;
+        }
+      } finally {
+        entry.release();
       }
     }
   }
@@ -985,7 +1111,7 @@ export class Timeline {
   }
 
   async #decodeRows(
-    entry: AnyLayer,
+    entry: HeldLayer,
     rows: number[],
     records: RecordTable,
   ): Promise<DumpRecordJson[]> {
@@ -1047,23 +1173,28 @@ export class Timeline {
         `Record range ${formatLsn(from)}..${formatLsn(to)} ends before it starts`,
       );
     using _guard = this.gate.enter("read records");
-    for (const entry of this.#layersFor(from, to)) {
+    for (const layer of this.#layersFor(from, to)) {
       ctx.throwIfCancelled();
-      const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };
-      let rows: number[];
-      if (block === undefined) {
-        rows = [];
-        for (let i = records.lowerBound(from); i < records.length && records.lsn[i]! < to; i++)
-          rows.push(i);
-      } else {
-        rows = blocks
-          .find(block)
-          .map((b) => blocks.record[b]!)
-          .filter((r) => records.lsn[r]! >= from && records.lsn[r]! < to);
-        rows = [...new Set(rows)].sort((a, b) => a - b);
-      }
-      for (let i = 0; i < rows.length; i += 256) {
-        yield* await this.#decodeRows(entry, rows.slice(i, i + 256), records);
+      const entry = await this.#hold(layer, ctx);
+      try {
+        const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };
+        let rows: number[];
+        if (block === undefined) {
+          rows = [];
+          for (let i = records.lowerBound(from); i < records.length && records.lsn[i]! < to; i++)
+            rows.push(i);
+        } else {
+          rows = blocks
+            .find(block)
+            .map((b) => blocks.record[b]!)
+            .filter((r) => records.lsn[r]! >= from && records.lsn[r]! < to);
+          rows = [...new Set(rows)].sort((a, b) => a - b);
+        }
+        for (let i = 0; i < rows.length; i += 256) {
+          yield* await this.#decodeRows(entry, rows.slice(i, i + 256), records);
+        }
+      } finally {
+        entry.release();
       }
     }
   }
@@ -1080,8 +1211,26 @@ export class Timeline {
    */
   async blockHistory(key: BlockKey, upTo: Lsn, ctx: RequestContext): Promise<BlockHistory> {
     using _guard = this.gate.enter("block history");
-    const hits: { entry: AnyLayer; row: number; base: boolean; lsn: Lsn }[] = [];
-    for (const entry of this.#layersFor(this.#index.startLsn, upTo + 1n)) {
+    // Layers with hits stay held (a disk layer pinned) until their records are decoded.
+    const held: HeldLayer[] = [];
+    try {
+      return await this.#blockHistory(key, upTo, ctx, held);
+    } finally {
+      for (const h of held) h.release();
+    }
+  }
+
+  async #blockHistory(
+    key: BlockKey,
+    upTo: Lsn,
+    ctx: RequestContext,
+    held: HeldLayer[],
+  ): Promise<BlockHistory> {
+    const hits: { entry: HeldLayer; row: number; base: boolean; lsn: Lsn }[] = [];
+    for (const layer of this.#layersFor(this.#index.startLsn, upTo + 1n)) {
+      ctx.throwIfCancelled();
+      const entry = await this.#hold(layer, ctx);
+      const before = hits.length;
       const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };
       for (const b of blocks.find(key)) {
         const row = blocks.record[b]!;
@@ -1095,6 +1244,8 @@ export class Timeline {
         if (prev !== undefined && prev.lsn === lsn) prev.base ||= base;
         else hits.push({ entry, row, base, lsn });
       }
+      if (hits.length > before) held.push(entry);
+      else entry.release();
     }
     let first = 0;
     for (let i = hits.length - 1; i >= 0; i--) {

@@ -7,8 +7,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,36 +15,9 @@ import { FileStorage } from "../../src/remote/file_storage.js";
 import { openRemoteStorage } from "../../src/remote/open.js";
 import { S3Storage, type S3StorageOptions } from "../../src/remote/s3_storage.js";
 import { type RemoteStorage, RemoteStorageError } from "../../src/remote/storage.js";
+import { freePort } from "../support/postgres.js";
+import { BUCKET, FaultProxy, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
 
-interface S3rverLike {
-  run(): Promise<{ port: number }>;
-  close(): Promise<void>;
-}
-type S3rverCtor = new (options: Record<string, unknown>) => S3rverLike;
-const require = createRequire(import.meta.url);
-const S3rver = require("s3rver") as S3rverCtor;
-
-// s3rver encrypts ListObjectsV2 continuation tokens with single DES, which OpenSSL 3
-// (Node >= 17) refuses, so every truncated listing fails with a 500. Three-key DES with
-// the key repeated is single DES, and still available: give s3rver that instead.
-{
-  const crypto = require("node:crypto") as typeof import("node:crypto");
-  const triple = (key: Buffer) => Buffer.concat([key, key, key]);
-  const { createCipheriv, createDecipheriv } = crypto;
-  Object.assign(crypto, {
-    createCipheriv: (alg: string, key: Buffer, iv: Buffer, ...rest: []) =>
-      alg === "des"
-        ? createCipheriv("des-ede3-cbc", triple(key), iv)
-        : createCipheriv(alg, key, iv, ...rest),
-    createDecipheriv: (alg: string, key: Buffer, iv: Buffer, ...rest: []) =>
-      alg === "des"
-        ? createDecipheriv("des-ede3-cbc", triple(key), iv)
-        : createDecipheriv(alg, key, iv, ...rest),
-  });
-}
-
-const BUCKET = "tideline";
-const CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
 const token = () => new CancellationToken();
 const cancelled = () => {
   const t = new CancellationToken();
@@ -155,8 +126,7 @@ contract("FileStorage", (name) => new FileStorage(join(fileRoot, name)), false);
 
 // ---- S3 on s3rver ------------------------------------------------------------------
 
-let s3rver: S3rverLike;
-let s3Dir: string;
+let server: S3Server;
 let endpoint = "";
 const clients: S3Storage[] = [];
 
@@ -166,7 +136,7 @@ function s3(options: Partial<S3StorageOptions> = {}): S3Storage {
     endpoint,
     forcePathStyle: true,
     region: "us-east-1",
-    credentials: CREDENTIALS,
+    credentials: S3_CREDENTIALS,
     ...options,
   });
   clients.push(storage);
@@ -174,22 +144,13 @@ function s3(options: Partial<S3StorageOptions> = {}): S3Storage {
 }
 
 before(async () => {
-  s3Dir = mkdtempSync(join(tmpdir(), "tideline-remote-s3-"));
-  s3rver = new S3rver({
-    port: 0,
-    address: "127.0.0.1",
-    silent: true,
-    directory: s3Dir,
-    configureBuckets: [{ name: BUCKET }],
-  });
-  const { port } = await s3rver.run();
-  endpoint = `http://127.0.0.1:${port}`;
+  server = await startS3Server();
+  endpoint = server.endpoint;
 });
 
 after(async () => {
   for (const c of clients) c.destroy();
-  await s3rver.close();
-  rmSync(s3Dir, { recursive: true, force: true });
+  await server.close();
 });
 
 contract("S3Storage", (name) => s3({ prefix: `contract/${name}`, listPageSize: 7 }), true);
@@ -276,118 +237,6 @@ describe("S3Storage", () => {
 });
 
 // ---- fault injection ---------------------------------------------------------------
-
-/**
- * What the proxy does with one connection (the storage under test opens one per request):
- * pass it through, reset it, answer an HTTP error, stall, or cut the request (upload) or
- * the response (download) after so many bytes and reset.
- */
-type Fault =
-  | { kind: "pass" }
-  | { kind: "reset" }
-  | { kind: "status"; status: number; code: string }
-  | { kind: "stall" }
-  | { kind: "cutRequest"; after: number }
-  | { kind: "cutResponse"; after: number }
-  | { kind: "stallResponse"; after: number };
-
-class FaultProxy {
-  readonly faults: Fault[] = [];
-  connections = 0;
-  #server: Server;
-  #sockets = new Set<Socket>();
-  #upstreamPort: number;
-
-  constructor(upstreamPort: number) {
-    this.#upstreamPort = upstreamPort;
-    this.#server = createServer((client) => this.#handle(client));
-  }
-
-  async start(): Promise<number> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    return (this.#server.address() as { port: number }).port;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
-
-  #track(socket: Socket): Socket {
-    this.#sockets.add(socket);
-    socket.on("close", () => this.#sockets.delete(socket));
-    socket.on("error", () => {});
-    return socket;
-  }
-
-  #handle(client: Socket): void {
-    this.connections++;
-    this.#track(client);
-    const fault = this.faults.shift() ?? { kind: "pass" };
-    switch (fault.kind) {
-      case "reset":
-        client.once("data", () => client.resetAndDestroy());
-        return;
-      case "stall":
-        client.resume();
-        return;
-      case "status": {
-        let head = "";
-        client.on("data", (chunk: Buffer) => {
-          if (head === null) return;
-          head += chunk.toString("latin1");
-          if (!head.includes("\r\n\r\n")) return;
-          head = null as unknown as string;
-          const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected</Message></Error>`;
-          client.end(
-            `HTTP/1.1 ${fault.status} Injected\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-          );
-        });
-        return;
-      }
-      default:
-        break;
-    }
-    const upstream = this.#track(connect(this.#upstreamPort, "127.0.0.1"));
-    const kill = () => {
-      client.resetAndDestroy();
-      upstream.destroy();
-    };
-    let sent = 0;
-    client.on("data", (chunk: Buffer) => {
-      if (fault.kind === "cutRequest") {
-        const room = fault.after - sent;
-        if (room <= 0) return;
-        sent += chunk.length;
-        upstream.write(chunk.subarray(0, room));
-        if (sent >= fault.after) setTimeout(kill, 50);
-      } else upstream.write(chunk);
-    });
-    let received = 0;
-    upstream.on("data", (chunk: Buffer) => {
-      if (fault.kind === "cutResponse" || fault.kind === "stallResponse") {
-        const room = fault.after - received;
-        if (room <= 0) return;
-        received += chunk.length;
-        client.write(chunk.subarray(0, room));
-        if (received >= fault.after && fault.kind === "cutResponse") kill();
-      } else client.write(chunk);
-    });
-    client.on("end", () => upstream.end());
-    client.on("close", () => upstream.destroy());
-    if (fault.kind === "stallResponse") return; // the server's end never reaches the client
-    upstream.on("end", () => client.end());
-    upstream.on("close", () => client.destroy());
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe("S3Storage under injected faults", () => {
   let proxy: FaultProxy;

@@ -11,7 +11,12 @@ import {
   RemoteUploader,
   remoteKeys,
 } from "../../src/remote/index.js";
-import { parseTimelineIndex, Timeline } from "../../src/timeline/index.js";
+import {
+  LayerCorruptError,
+  parseTimelineIndex,
+  Timeline,
+  type TimelineIndex,
+} from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
@@ -21,6 +26,8 @@ const ctx = testContext;
 class Instrumented implements RemoteStorage {
   readonly display: string;
   readonly puts: string[] = [];
+  /** Every index put, parsed. */
+  readonly indexes: TimelineIndex[] = [];
   delayMs = 0;
   failNext = 0;
   constructor(readonly inner: RemoteStorage) {
@@ -33,8 +40,10 @@ class Instrumented implements RemoteStorage {
       throw new RemoteStorageError("put", key, this.display, "injected 503", true);
     }
     if (key.endsWith("index.json")) {
+      const index = parseTimelineIndex(data.toString("utf8"), key);
+      this.indexes.push(index);
       // Every layer the index names must have been uploaded before it.
-      for (const l of parseTimelineIndex(data.toString("utf8"), key).layers) {
+      for (const l of index.layers) {
         assert.ok(
           this.puts.includes(key.replace("index.json", `layers/${l.file}`)),
           `${l.file} before the index naming it`,
@@ -123,6 +132,51 @@ describe("RemoteUploader with a local-directory store", {
     );
     assert.equal(result.diskConsistentLsn, result.lastRecordLsn);
     assert.ok(uploader.uploads > 5, `${uploader.uploads} layers uploaded`);
+    await assertRemoteHoldsAll(tl, store);
+  });
+
+  it("writes remote indexes whose resume fields are those of the layers they name, not of newer local ones", async () => {
+    const { store, tl } = await setup();
+    store.delayMs = 20; // local layers run ahead of the uploads
+    RemoteUploader.start(tl, store);
+    await ingestAll(tl, 4);
+    await tl.shutdown("freeze-and-flush");
+    assert.ok(store.indexes.length > 5);
+    const reopened = await Timeline.open({ dataDir: join(dir, tl.id), id: tl.id });
+    try {
+      let behind = 0;
+      for (const index of store.indexes) {
+        const truth = await reopened.indexAt(index.diskConsistentLsn, ctx());
+        assert.equal(index.remoteConsistentLsn, index.diskConsistentLsn);
+        assert.deepEqual(
+          { ...index, remoteConsistentLsn: 0n },
+          { ...truth, remoteConsistentLsn: 0n },
+          `the remote index up to ${index.diskConsistentLsn}`,
+        );
+        if (index.nextRecordLsn < reopened.indexSnapshot().nextRecordLsn) behind++;
+      }
+      assert.ok(behind > 0, "intermediate indexes differ from the newest local one");
+    } finally {
+      await reopened.shutdown("hard");
+    }
+  });
+
+  it("a damaged remote index at start (a cut upload on a store without atomic puts) means upload everything again", async () => {
+    const { store, tl } = await setup();
+    await store.inner.put(
+      remoteKeys.index(tl.id),
+      Buffer.from('{"format": 1, "id": "t'),
+      new CancellationToken(),
+    );
+    const errors: unknown[] = [];
+    const uploader = RemoteUploader.start(tl, store, { onError: (e) => errors.push(e) });
+    await ingestAll(tl, 5);
+    await tl.shutdown("freeze-and-flush");
+    assert.ok(
+      errors.some((e) => e instanceof LayerCorruptError),
+      "the damage was reported",
+    );
+    assert.equal(uploader.uploads, tl.layerFiles.length, "every layer uploaded again");
     await assertRemoteHoldsAll(tl, store);
   });
 

@@ -4,9 +4,21 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import { CancellationToken, CancelledError, spawn, TaskKind } from "../../../lifecycle/index.js";
-import { openRemoteStorage, type RemoteStorage, RemoteUploader } from "../../../remote/index.js";
-import { checkLayerCompression, Timeline } from "../../../timeline/index.js";
+import {
+  CancellationToken,
+  CancelledError,
+  RequestContext,
+  spawn,
+  TaskKind,
+} from "../../../lifecycle/index.js";
+import {
+  attachTimeline,
+  openRemoteStorage,
+  RemoteLayerFetcher,
+  type RemoteStorage,
+  RemoteUploader,
+} from "../../../remote/index.js";
+import { checkLayerCompression, type LayerCompression, Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../../wal/index.js";
 import {
   identifySources,
@@ -16,7 +28,7 @@ import {
   WalReceiver,
 } from "../../../walreceiver/index.js";
 import { createLogger } from "../../log.js";
-import { lsnOption } from "./options.js";
+import { lsnOption, sizeOption } from "./options.js";
 
 interface IngestCliOptions {
   source: string[];
@@ -29,6 +41,40 @@ interface IngestCliOptions {
   sync: boolean;
   compression: string;
   remote?: string;
+  layerSize?: number;
+}
+
+/**
+ * Rebuilds a timeline missing locally from remote storage, every layer downloaded (so the
+ * data dir is complete for `export` and `restore-wal --data-dir`); `undefined` when remote
+ * storage does not hold it either. SIGINT/SIGTERM (`token`) stops it.
+ */
+async function attach(
+  remote: RemoteStorage,
+  common: {
+    dataDir: string;
+    id: string;
+    fsync: boolean;
+    compression: LayerCompression;
+    layerSize?: number;
+  },
+  token: CancellationToken,
+  log: ReturnType<typeof createLogger>,
+): Promise<Timeline | undefined> {
+  log.info(
+    { timeline: common.id, remote: remote.display },
+    "looking for the timeline in remote storage",
+  );
+  return attachTimeline({
+    ...common,
+    storage: remote,
+    ctx: RequestContext.root(TaskKind.Main, token),
+    download: "all",
+    retry: {
+      onError: (error, attempt) =>
+        log.warn({ error: (error as Error).message, attempt }, "download failed"),
+    },
+  });
 }
 
 /**
@@ -86,41 +132,68 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
       process.stderr.write(`tideline ingest: ${(error as Error).message}\n`);
       return 1;
     }
+    const common = {
+      dataDir: options.dataDir,
+      id: options.timeline,
+      fsync: options.sync,
+      compression: checkLayerCompression(options.compression),
+      ...(options.layerSize !== undefined ? { layerSize: options.layerSize } : {}),
+    };
     if (Timeline.exists(options.dataDir, options.timeline)) {
       timeline = await Timeline.open({
-        dataDir: options.dataDir,
-        id: options.timeline,
-        fsync: options.sync,
-        compression: checkLayerCompression(options.compression),
+        ...common,
+        // Layers evicted once uploaded come back from remote storage on read.
+        ...(remote !== undefined ? { layerFetcher: new RemoteLayerFetcher(remote) } : {}),
       });
-      if (timeline.systemId !== 0n && timeline.systemId !== id.systemId) {
-        await timeline.shutdown("hard");
-        process.stderr.write(
-          `tideline ingest: source ${id.source.display} is system ${id.systemId}, but timeline "${options.timeline}" holds WAL of system ${timeline.systemId}\n`,
-        );
-        return 1;
-      }
       log.info(
         { timeline: timeline.id, resumeAt: formatLsn(timeline.streamEnd) },
         "timeline reattached",
       );
     } else {
+      if (remote !== undefined) {
+        try {
+          timeline = await attach(remote, common, root, log);
+        } catch (error) {
+          if (error instanceof CancelledError) return 130;
+          process.stderr.write(
+            `tideline ingest: cannot attach timeline "${options.timeline}" from ${remote.display}: ${(error as Error).message}\n`,
+          );
+          return 1;
+        }
+      }
+      if (timeline !== undefined) {
+        log.info(
+          {
+            timeline: timeline.id,
+            remote: remote?.display,
+            layers: timeline.layerFiles.length,
+            resumeAt: formatLsn(timeline.streamEnd),
+          },
+          "timeline attached from remote storage",
+        );
+      }
+    }
+    if (timeline === undefined) {
       const from = options.startLsn ?? id.slotRestartLsn ?? id.xlogpos;
       const startLsn = segmentStart(from, id.segmentSize);
       timeline = await Timeline.create({
-        dataDir: options.dataDir,
-        id: options.timeline,
+        ...common,
         startLsn,
         segmentSize: id.segmentSize,
         systemId: id.systemId,
         pgTimeline: id.timeline,
-        fsync: options.sync,
-        compression: checkLayerCompression(options.compression),
       });
       log.info(
         { timeline: timeline.id, startLsn: formatLsn(startLsn), systemId: String(id.systemId) },
         "timeline created",
       );
+    }
+    if (timeline.systemId !== 0n && timeline.systemId !== id.systemId) {
+      await timeline.shutdown("hard");
+      process.stderr.write(
+        `tideline ingest: source ${id.source.display} is system ${id.systemId}, but timeline "${options.timeline}" holds WAL of system ${timeline.systemId}\n`,
+      );
+      return 1;
     }
     const tl = timeline;
     if (remote !== undefined) {
@@ -229,7 +302,11 @@ export function registerIngest(program: Command): void {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .requiredOption("--data-dir <dir>", "Tideline's data directory")
-    .option("--timeline <id>", "the timeline's id (created on first run, reattached after)", "main")
+    .option(
+      "--timeline <id>",
+      "the timeline's id (created on first run, or attached from --remote; reattached after)",
+      "main",
+    )
     .option("--slot <name>", "stream through this physical replication slot")
     .option("--create-slot", "create the slot if it does not exist")
     .option("--start-lsn <lsn>", "a new timeline starts at the segment holding this LSN", lsnOption)
@@ -237,6 +314,11 @@ export function registerIngest(program: Command): void {
     .option(
       "--remote <url>",
       "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
+    )
+    .option(
+      "--layer-size <size>",
+      "cut layer files at about this size, e.g. 16MiB (the default) or 512KiB",
+      sizeOption,
     )
     .addOption(
       new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
@@ -252,7 +334,9 @@ export function registerIngest(program: Command): void {
       `
 A new timeline starts at a segment boundary: the one holding --start-lsn, else the slot's
 restart LSN, else the server's current position. A reattached timeline resumes exactly
-where its durable WAL ends. SIGINT/SIGTERM flushes everything received, then exits 0; a
+where its durable WAL ends. With --remote, a timeline missing from --data-dir (a new or
+empty dir) is first looked for in remote storage: if it is there, it is rebuilt from the
+remote index and layers (all downloaded) and resumes where the remote copy ends. SIGINT/SIGTERM flushes everything received, then exits 0; a
 second signal stops at once (unflushed WAL is streamed again next time).
 The source reports flush = durable WAL only, so a slot never releases WAL Tideline
 could still lose. Connection strings: postgres://user:password@host:port/db or

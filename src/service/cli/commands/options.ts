@@ -44,3 +44,35 @@ export function timelineOption(value: string): number {
   }
   return n;
 }
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 1 << 10,
+  kib: 1 << 10,
+  m: 1 << 20,
+  mib: 1 << 20,
+  g: 1 << 30,
+  gib: 1 << 30,
+};
+
+/**
+ * Parses a size in bytes: a whole number, optionally with a binary unit (`512KiB`,
+ * `16MiB`, `1GiB`; `k`, `m`, `g` also accepted, case-insensitive).
+ *
+ * @example
+ * ```ts
+ * import { sizeOption } from "./options.js";
+ * sizeOption("16MiB"); // 16777216
+ * ```
+ */
+export function sizeOption(value: string): number {
+  const m = /^(\d+)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m === null ? undefined : SIZE_UNITS[m[2]!.toLowerCase()];
+  const n = m === null || unit === undefined ? Number.NaN : Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError(
+      `"${value}" is not a size; expected a positive number of bytes like 16MiB, 512KiB or 1048576`,
+    );
+  }
+  return n;
+}

@@ -1,21 +1,109 @@
 /**
- * `tideline restore-wal`: PostgreSQL's `restore_command`, served from a timeline.
+ * `tideline restore-wal`: PostgreSQL's `restore_command`, served from a timeline in a
+ * local data dir, in remote storage, or on a running `tideline server`.
  *
  * @module
  */
-import type { Command } from "commander";
-import { CancellationToken, RequestContext, TaskKind } from "../../../lifecycle/index.js";
-import { restoreWalFile, Timeline } from "../../../timeline/index.js";
+import { mkdtemp, open, readFile, rename, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Command, CommanderError } from "commander";
+import {
+  CancellationToken,
+  CancelledError,
+  RequestContext,
+  TaskKind,
+} from "../../../lifecycle/index.js";
+import { attachTimeline, openRemoteStorage } from "../../../remote/index.js";
+import { checkTimelineId, restoreWalFile, Timeline } from "../../../timeline/index.js";
+import {
+  isPartialSegmentFileName,
+  isSegmentFileName,
+  isValidSegmentSize,
+  parseHistoryFileName,
+} from "../../../wal/index.js";
 
 interface RestoreWalOptions {
-  dataDir: string;
   timeline: string;
+  dataDir?: string;
+  remote?: string;
+  server?: string;
+  tokenFile?: string;
+}
+
+/** Exit codes: the file was written; the source does not hold it; anything else. */
+const WRITTEN = 0;
+const NOT_FOUND = 1;
+const FAILED = 2;
+
+/** A usage or configuration problem: exit 2 with the message. */
+class UsageError extends Error {}
+
+/** Where the file comes from. */
+type Source =
+  | { kind: "data-dir"; dataDir: string }
+  | { kind: "remote"; url: string }
+  | { kind: "server"; url: URL; bearer: string | undefined };
+
+async function sourceOf(options: RestoreWalOptions): Promise<Source> {
+  const given = [
+    options.dataDir !== undefined ? "--data-dir" : undefined,
+    options.remote !== undefined ? "--remote" : undefined,
+    options.server !== undefined ? "--server" : undefined,
+  ].filter((g) => g !== undefined);
+  if (given.length !== 1) {
+    throw new UsageError(
+      given.length === 0
+        ? "give one of --data-dir DIR, --remote URL or --server URL"
+        : `give only one of --data-dir, --remote and --server (got ${given.join(" and ")})`,
+    );
+  }
+  if (options.tokenFile !== undefined && options.server === undefined)
+    throw new UsageError("--token-file goes with --server");
+  if (options.dataDir !== undefined) return { kind: "data-dir", dataDir: options.dataDir };
+  if (options.remote !== undefined) return { kind: "remote", url: options.remote };
+  let url: URL;
+  try {
+    url = new URL(options.server!);
+  } catch {
+    throw new UsageError(`--server "${options.server}" is not a URL (e.g. http://127.0.0.1:9898)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new UsageError(`--server "${url.origin}" must be an http:// or https:// URL`);
+  let bearer: string | undefined;
+  if (options.tokenFile !== undefined) {
+    try {
+      bearer = (await readFile(options.tokenFile, "utf8")).trim();
+    } catch (error) {
+      throw new UsageError(`cannot read --token-file: ${(error as Error).message}`);
+    }
+    if (bearer === "") throw new UsageError(`--token-file "${options.tokenFile}" is empty`);
+  } else {
+    const env = process.env.TIDELINE_TOKEN?.trim();
+    bearer = env === undefined || env === "" ? undefined : env;
+  }
+  return { kind: "server", url, bearer };
+}
+
+/** Checks `%f`: a segment (maybe `.partial`) or a `.history` file name. */
+function checkWalFileName(name: string): void {
+  if (
+    !isSegmentFileName(name) &&
+    !isPartialSegmentFileName(name) &&
+    parseHistoryFileName(name) === undefined
+  ) {
+    throw new UsageError(
+      `"${name}" is not a WAL segment or history file name (e.g. 000000010000000000000003 or 00000002.history)`,
+    );
+  }
 }
 
 /**
- * Runs `tideline restore-wal`; returns the exit code: 0 when the file was written, 1
- * when the timeline does not hold it (PostgreSQL then tries elsewhere or ends recovery),
- * 2 for bad usage.
+ * Runs `tideline restore-wal`; returns the exit code: 0 when the file was written
+ * (byte-exact, through a temporary file, fsynced, renamed), 1 when the source does not
+ * hold it (nothing written: PostgreSQL then tries elsewhere or ends recovery), 2 for bad
+ * usage or any other failure (nothing written). SIGINT/SIGTERM stop it at once, leaving
+ * nothing behind. Exactly one of `dataDir`, `remote` and `server` must be given.
  *
  * @example
  * ```ts
@@ -28,35 +116,216 @@ export async function runRestoreWal(
   dest: string,
   options: RestoreWalOptions,
 ): Promise<number> {
-  if (!Timeline.exists(options.dataDir, options.timeline)) {
-    process.stderr.write(
-      `tideline restore-wal: no timeline "${options.timeline}" in data dir "${options.dataDir}"\n`,
-    );
-    return 1;
-  }
-  const timeline = await Timeline.open({
-    dataDir: options.dataDir,
-    id: options.timeline,
-    readOnly: true,
-  });
+  const say = (message: string) => process.stderr.write(`tideline restore-wal: ${message}\n`);
+  const token = new CancellationToken();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signalled ??= signal;
+    token.cancel(signal);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
-    const ctx = RequestContext.root(TaskKind.Main, new CancellationToken());
-    const found = await restoreWalFile(timeline, walFile, dest, ctx);
-    if (!found) {
-      process.stderr.write(
-        `tideline restore-wal: timeline "${options.timeline}" does not hold ${walFile}\n`,
-      );
-      return 1;
-    }
-    return 0;
+    checkTimelineId(options.timeline);
+    checkWalFileName(walFile);
+    const source = await sourceOf(options);
+    const ctx = RequestContext.root(TaskKind.Main, token);
+    const found =
+      source.kind === "data-dir"
+        ? await fromDataDir(source.dataDir, options.timeline, walFile, dest, ctx, say)
+        : source.kind === "remote"
+          ? await fromRemote(source.url, options.timeline, walFile, dest, ctx, say)
+          : await fromServer(source.url, source.bearer, options.timeline, walFile, dest, ctx, say);
+    if (!found) return NOT_FOUND;
+    return WRITTEN;
   } catch (error) {
-    if (error instanceof RangeError) {
-      process.stderr.write(`tideline restore-wal: ${error.message}\n`);
-      return 2;
+    if (error instanceof CancelledError && signalled !== undefined) {
+      // Stopped (PostgreSQL shutting down): end the way it expects, by the signal.
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.kill(process.pid, signalled);
+      return FAILED;
     }
-    throw error;
+    say(
+      error instanceof UsageError || error instanceof TypeError || error instanceof RangeError
+        ? (error as Error).message
+        : `cannot restore ${walFile}: ${(error as Error).message}`,
+    );
+    return FAILED;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+async function fromDataDir(
+  dataDir: string,
+  id: string,
+  walFile: string,
+  dest: string,
+  ctx: RequestContext,
+  say: (message: string) => void,
+): Promise<boolean> {
+  if (!Timeline.exists(dataDir, id)) {
+    say(`no timeline "${id}" in data dir "${dataDir}"`);
+    return false;
+  }
+  const timeline = await Timeline.open({ dataDir, id, readOnly: true });
+  try {
+    return await restoreFrom(timeline, walFile, dest, ctx, say);
   } finally {
     await timeline.shutdown("hard");
+  }
+}
+
+/**
+ * From remote storage alone: the timeline is opened read-only in a temporary dir, the
+ * layers the file needs are downloaded there, and the dir is removed afterwards.
+ */
+async function fromRemote(
+  url: string,
+  id: string,
+  walFile: string,
+  dest: string,
+  ctx: RequestContext,
+  say: (message: string) => void,
+): Promise<boolean> {
+  const storage = await openRemoteStorage(url);
+  const dataDir = await mkdtemp(join(tmpdir(), "tideline-restore-wal-"));
+  try {
+    const timeline = await attachTimeline({
+      dataDir,
+      id,
+      storage,
+      ctx,
+      readOnly: true,
+      fsync: false, // a throwaway copy: only `dest` must be durable
+      retry: { maxAttempts: 5 },
+    });
+    if (timeline === undefined) {
+      say(`no timeline "${id}" in ${storage.display}`);
+      return false;
+    }
+    try {
+      return await restoreFrom(timeline, walFile, dest, ctx, say);
+    } finally {
+      await timeline.shutdown("hard");
+    }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function restoreFrom(
+  timeline: Timeline,
+  walFile: string,
+  dest: string,
+  ctx: RequestContext,
+  say: (message: string) => void,
+): Promise<boolean> {
+  const found = await restoreWalFile(timeline, walFile, dest, ctx);
+  if (!found) say(`timeline "${timeline.id}" does not hold ${walFile}`);
+  return found;
+}
+
+/**
+ * From a running `tideline server`: `GET {url}/v1/timelines/{id}/wal_files/{walFile}`,
+ * 200 with the bytes, or 404 with `{"error":{"code":"not_found",...}}` when the timeline
+ * does not hold the file. Any other answer is an error (exit 2), so that a server that is
+ * down or misconfigured never looks to PostgreSQL like the end of the archive.
+ */
+async function fromServer(
+  base: URL,
+  bearer: string | undefined,
+  id: string,
+  walFile: string,
+  dest: string,
+  ctx: RequestContext,
+  say: (message: string) => void,
+): Promise<boolean> {
+  const url = new URL(base);
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/timelines/${encodeURIComponent(id)}/wal_files/${encodeURIComponent(walFile)}`;
+  url.search = "";
+  url.hash = "";
+  const shown = `${url.origin}${url.pathname}`;
+  const headers: Record<string, string> = { accept: "application/octet-stream" };
+  if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, redirect: "error", signal: ctx.token.signal });
+  } catch (error) {
+    ctx.throwIfCancelled();
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`GET ${shown} failed: ${cause ?? (error as Error).message}`);
+  }
+  if (response.status === 200) {
+    await writeBody(response, walFile, dest, ctx, shown);
+    return true;
+  }
+  const text = await ctx.token.race(response.text()).catch((error: unknown) => {
+    ctx.throwIfCancelled();
+    return `(${(error as Error).message})`;
+  });
+  let code: unknown;
+  let message: unknown;
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    code = body.error?.code;
+    message = body.error?.message;
+  } catch {
+    // Not JSON: reported as is below.
+  }
+  if (response.status === 404 && code === "not_found") {
+    say(
+      `timeline "${id}" on ${url.origin} does not hold ${walFile}${typeof message === "string" ? `: ${message}` : ""}`,
+    );
+    return false;
+  }
+  const detail = typeof message === "string" ? message : text.slice(0, 200).trim();
+  const hint =
+    response.status === 401 || response.status === 403
+      ? " (set TIDELINE_TOKEN or --token-file to the server's token)"
+      : "";
+  throw new Error(`GET ${shown} answered ${response.status}${hint}: ${detail || "(no body)"}`);
+}
+
+/** Streams a 200 response to `dest` through `<dest>.tmp`: whole and fsynced, or nothing. */
+async function writeBody(
+  response: Response,
+  walFile: string,
+  dest: string,
+  ctx: RequestContext,
+  shown: string,
+): Promise<void> {
+  const expected = response.headers.get("content-length");
+  const tmp = `${dest}.tmp`;
+  try {
+    const file = await open(tmp, "w");
+    let written = 0;
+    try {
+      if (response.body !== null) {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+          ctx.throwIfCancelled();
+          await file.write(chunk, 0, chunk.length, written);
+          written += chunk.length;
+        }
+      }
+      ctx.throwIfCancelled();
+      if (expected !== null && Number(expected) !== written)
+        throw new Error(`GET ${shown}: got ${written} of ${expected} bytes`);
+      // A segment is always a whole segment: anything else is not what PostgreSQL asked for.
+      if (parseHistoryFileName(walFile) === undefined && !isValidSegmentSize(written))
+        throw new Error(`GET ${shown}: ${written} bytes is not a WAL segment size`);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, dest);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    ctx.throwIfCancelled();
+    if (error instanceof Error && error.message.startsWith("GET ")) throw error;
+    throw new Error(`GET ${shown}: the download broke off: ${(error as Error).message}`);
   }
 }
 
@@ -76,18 +345,44 @@ export function registerRestoreWal(program: Command): void {
     .description("write one WAL file from a timeline, for PostgreSQL's restore_command (%f %p)")
     .argument("<walfile>", "the file PostgreSQL asks for (%f): a segment or a .history file")
     .argument("<dest>", "where to write it (%p)")
-    .requiredOption("--data-dir <dir>", "Tideline's data directory")
     .requiredOption("--timeline <id>", "the timeline holding the WAL")
+    .option("--data-dir <dir>", "read it from this Tideline data directory")
+    .option(
+      "--remote <url>",
+      "read it from remote storage alone: file:///path or s3://bucket/prefix?endpoint=...",
+    )
+    .option("--server <url>", "fetch it from a running `tideline server`, e.g. http://host:9898")
+    .option(
+      "--token-file <file>",
+      "with --server: the bearer token, read from this file (else $TIDELINE_TOKEN)",
+    )
+    // Usage errors exit 2, like every failure other than "not found" (1).
+    .exitOverride((error) => {
+      if (error.exitCode === 0) throw error;
+      throw new CommanderError(FAILED, error.code, error.message);
+    })
     .addHelpText(
       "after",
       `
-Writes the file byte for byte as it was in the source's pg_wal and exits 0; exits 1,
-writing nothing, when the timeline does not hold it (a segment not complete yet, or one
-of another PostgreSQL timeline), as restore_command requires. Reads only: safe beside a
-running \`tideline ingest\`.
+Exactly one of --data-dir, --remote and --server says where the timeline is:
+  --data-dir  a local data dir (read only: safe beside a running \`tideline ingest\`);
+  --remote    remote storage alone, e.g. after the machine with the data dir is gone: the
+              layers the file needs are downloaded to a temporary dir, removed afterwards;
+  --server    a running \`tideline server\`: GET <url>/v1/timelines/<id>/wal_files/<walfile>,
+              sending "Authorization: Bearer <token>" when TIDELINE_TOKEN or --token-file
+              gives one.
+
+Writes the file byte for byte as it was in the source's pg_wal (to <dest>.tmp, fsynced,
+then renamed) and exits 0. Exits 1, writing nothing, when the timeline does not hold it (a
+segment not complete yet, one of another PostgreSQL timeline, or no such timeline), as
+restore_command requires. Exits 2, writing nothing, on bad usage or any other failure
+(storage or server unreachable, damaged data); note that PostgreSQL treats every non-zero
+exit below 126 as "not found".
 
 In postgresql.conf of the server being recovered:
-  restore_command = 'tideline restore-wal --data-dir /var/lib/tideline --timeline main %f %p'`,
+  restore_command = 'tideline restore-wal --data-dir /var/lib/tideline --timeline main %f %p'
+  restore_command = 'tideline restore-wal --remote s3://backups/tideline --timeline main %f %p'
+  restore_command = 'tideline restore-wal --server http://tideline:9898 --timeline main %f %p'`,
     )
     .action(async (walFile: string, dest: string, options: RestoreWalOptions) => {
       process.exitCode = await runRestoreWal(walFile, dest, options);

@@ -1,0 +1,343 @@
+/**
+ * `tideline restore-wal` from its three sources: a local data dir, remote storage alone,
+ * and a `tideline server` over HTTP (a small node:http stub here, serving the same
+ * timeline through restoreWalFile, as the server does). Every source writes the source's
+ * segments byte for byte (exit 0); a file the timeline does not hold is exit 1 with
+ * nothing written; bad usage and every other failure is exit 2 with nothing written.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { FileStorage, RemoteUploader } from "../../src/remote/index.js";
+import { restoreWalFile, Timeline } from "../../src/timeline/index.js";
+import { HAVE_PG15 } from "../support/postgres.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
+
+const BIN = resolve("dist/service/cli/main.js");
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI without blocking this process (the stub server lives here). */
+function tideline(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TIDELINE_TOKEN: undefined, ...env },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  return new Promise((resolve) =>
+    child.on("close", (status) => resolve({ status, stdout, stderr })),
+  );
+}
+
+/** What the stub server does with the next requests. */
+type Mode = "serve" | "500" | "plain404" | "cut";
+
+describe("tideline restore-wal from a data dir, remote storage, or a server", {
+  skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
+}, () => {
+  let src: WalSource;
+  let dir: string;
+  let dataDir: string;
+  let remoteUrl: string;
+  let server: Server;
+  let serverUrl = "";
+  let reader: Timeline;
+  let mode: Mode = "serve";
+  let requiredToken: string | undefined;
+  const seenAuth: (string | undefined)[] = [];
+  /** The whole segments the timeline holds. */
+  let whole: { name: string; bytes: Buffer }[];
+
+  before(async () => {
+    src = await makeWalSource([
+      "CREATE TABLE t (id int PRIMARY KEY, v text)",
+      "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 9000) g",
+      "SELECT pg_switch_wal()",
+      "UPDATE t SET v = 'y' WHERE id % 4 = 0",
+    ]);
+    dir = mkdtempSync(join(tmpdir(), "tideline-restore-wal-test-"));
+    dataDir = join(dir, "data");
+    const remoteDir = join(dir, "remote");
+    remoteUrl = `file://${remoteDir}`;
+    const tl = await Timeline.create({
+      dataDir,
+      id: "main",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 256 << 10,
+    });
+    RemoteUploader.start(tl, new FileStorage(remoteDir));
+    const ctx = testContext();
+    for (const p of pieces(src, src.start, src.end, prng(1))) await tl.ingest(p.lsn, p.bytes, ctx);
+    const result = await tl.shutdown("freeze-and-flush");
+    assert.equal(result.remoteConsistentLsn, result.lastRecordLsn, "everything uploaded");
+    const fullEnd = src.start + BigInt(src.bytes.length);
+    whole = src.segments.filter((_, i) => src.start + BigInt((i + 1) * src.segmentSize) <= fullEnd);
+    assert.ok(whole.length >= 2, `some whole segments: ${whole.length}`);
+
+    // The stub of `tideline server`'s WAL file endpoint.
+    reader = await Timeline.open({ dataDir, id: "main", readOnly: true });
+    const scratch = join(dir, "scratch");
+    mkdirSync(scratch);
+    let n = 0;
+    server = createServer((req, res) => {
+      void (async () => {
+        seenAuth.push(req.headers.authorization);
+        const json = (status: number, code: string, message: string) => {
+          res.writeHead(status, { "content-type": "application/json" });
+          res.end(JSON.stringify({ error: { code, message } }));
+        };
+        if (requiredToken !== undefined && req.headers.authorization !== `Bearer ${requiredToken}`)
+          return json(401, "unauthorized", "a valid bearer token is required");
+        if (mode === "500") return json(500, "internal", "injected");
+        if (mode === "plain404") {
+          res.writeHead(404, { "content-type": "text/html" });
+          return res.end("<html>no such page</html>");
+        }
+        const m = /^\/v1\/timelines\/([^/]+)\/wal_files\/([^/]+)$/.exec(req.url ?? "");
+        if (m === null) return json(404, "no_route", "no such route");
+        if (decodeURIComponent(m[1]!) !== "main")
+          return json(404, "not_found", `no timeline ${m[1]}`);
+        const path = join(scratch, String(n++));
+        if (!(await restoreWalFile(reader, decodeURIComponent(m[2]!), path, testContext())))
+          return json(404, "not_found", `timeline main does not hold ${m[2]}`);
+        const bytes = readFileSync(path);
+        res.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": String(bytes.length),
+        });
+        if (mode === "cut") {
+          // Half the body reaches the client, then the connection breaks.
+          res.write(bytes.subarray(0, bytes.length >> 1), () =>
+            setTimeout(() => res.socket?.destroy(), 100),
+          );
+          return;
+        }
+        res.end(bytes);
+      })().catch((error: unknown) => {
+        res.writeHead(500);
+        res.end(String(error));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    serverUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+
+  after(async () => {
+    await reader?.shutdown("hard");
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const sources = () =>
+    [
+      ["--data-dir", dataDir],
+      ["--remote", remoteUrl],
+      ["--server", serverUrl],
+    ] as const;
+
+  let destN = 0;
+  const dest = () => join(dir, `dest-${destN++}`);
+  /** Nothing at `path`, nor a temporary file next to it. */
+  const nothingAt = (path: string) => {
+    assert.equal(existsSync(path), false, `${path} was written`);
+    assert.equal(existsSync(`${path}.tmp`), false, `${path}.tmp was left`);
+  };
+
+  it("writes every whole segment byte for byte from each source (exit 0)", async () => {
+    const tmp = join(dir, "tmp-remote");
+    mkdirSync(tmp);
+    for (const [flag, value] of sources()) {
+      for (const seg of whole) {
+        const out = dest();
+        const r = await tideline(
+          ["restore-wal", "--timeline", "main", flag, value, seg.name, out],
+          { TMPDIR: tmp },
+        );
+        assert.equal(r.status, 0, `${flag} ${seg.name}: ${r.stderr}`);
+        assert.ok(readFileSync(out).equals(seg.bytes), `${flag}: ${seg.name} byte for byte`);
+        assert.equal(existsSync(`${out}.tmp`), false);
+      }
+    }
+    assert.deepEqual(readdirSync(tmp), [], "--remote removed its temporary dir");
+  });
+
+  it("exits 1 writing nothing for a file the timeline does not hold, from each source", async () => {
+    const last = whole[whole.length - 1]!.name;
+    const later =
+      last.slice(0, 16) +
+      (Number.parseInt(last.slice(16), 16) + 40).toString(16).toUpperCase().padStart(8, "0");
+    const otherTli = `00000002${whole[0]!.name.slice(8)}`;
+    for (const [flag, value] of sources()) {
+      for (const name of [later, otherTli, "00000002.history", `${whole[0]!.name}.partial`]) {
+        const out = dest();
+        const r = await tideline(["restore-wal", "--timeline", "main", flag, value, name, out]);
+        assert.equal(r.status, 1, `${flag} ${name}: ${r.stderr}`);
+        assert.match(r.stderr, /does not hold/);
+        nothingAt(out);
+      }
+      const out = dest();
+      const r = await tideline([
+        "restore-wal",
+        "--timeline",
+        "other",
+        flag,
+        value,
+        whole[0]!.name,
+        out,
+      ]);
+      assert.equal(r.status, 1, `${flag}, no such timeline: ${r.stderr}`);
+      nothingAt(out);
+    }
+  });
+
+  it("--server sends the bearer token of TIDELINE_TOKEN or --token-file, never printing it", async () => {
+    requiredToken = "s3cret-token";
+    try {
+      const name = whole[0]!.name;
+      const args = (out: string) => [
+        "restore-wal",
+        "--timeline",
+        "main",
+        "--server",
+        serverUrl,
+        name,
+        out,
+      ];
+      let out = dest();
+      const refused = await tideline(args(out));
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.match(refused.stderr, /401.*TIDELINE_TOKEN/);
+      nothingAt(out);
+      out = dest();
+      const wrong = await tideline(args(out), { TIDELINE_TOKEN: "wrong" });
+      assert.equal(wrong.status, 2);
+      assert.doesNotMatch(wrong.stderr, /wrong|s3cret/);
+      nothingAt(out);
+      out = dest();
+      const viaEnv = await tideline(args(out), { TIDELINE_TOKEN: "s3cret-token" });
+      assert.equal(viaEnv.status, 0, viaEnv.stderr);
+      assert.ok(readFileSync(out).equals(whole[0]!.bytes));
+      assert.equal(seenAuth[seenAuth.length - 1], "Bearer s3cret-token");
+      const tokenFile = join(dir, "token");
+      writeFileSync(tokenFile, "s3cret-token\n");
+      out = dest();
+      const viaFile = await tideline([...args(out), "--token-file", tokenFile], {
+        TIDELINE_TOKEN: "wrong",
+      });
+      assert.equal(viaFile.status, 0, viaFile.stderr);
+      assert.ok(readFileSync(out).equals(whole[0]!.bytes));
+      assert.doesNotMatch(viaEnv.stderr + viaFile.stderr, /s3cret/);
+    } finally {
+      requiredToken = undefined;
+    }
+  });
+
+  it("--server: a 500, a 404 that is not the API's, a body cut short, or no server is exit 2, writing nothing", async () => {
+    const name = whole[0]!.name;
+    const args = (url: string, out: string) => [
+      "restore-wal",
+      "--timeline",
+      "main",
+      "--server",
+      url,
+      name,
+      out,
+    ];
+    for (const [m, pattern] of [
+      ["500", /answered 500: injected/],
+      ["plain404", /answered 404/],
+      ["cut", /broke off|got \d+ of/],
+    ] as const) {
+      mode = m;
+      try {
+        const out = dest();
+        const r = await tideline(args(serverUrl, out));
+        assert.equal(r.status, 2, `${m}: ${r.stderr}`);
+        assert.match(r.stderr, pattern);
+        nothingAt(out);
+      } finally {
+        mode = "serve";
+      }
+    }
+    const closed = new URL(serverUrl);
+    closed.port = String(Number(closed.port) === 65535 ? 1 : Number(closed.port) + 1);
+    const out = dest();
+    const r = await tideline(args(closed.toString(), out));
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /failed/);
+    nothingAt(out);
+  });
+
+  it("bad usage is exit 2: no source, two sources, --token-file without --server, a bad name", async () => {
+    const name = whole[0]!.name;
+    for (const [args, pattern] of [
+      [["restore-wal", "--timeline", "main", name, dest()], /give one of --data-dir/],
+      [
+        [
+          "restore-wal",
+          "--timeline",
+          "main",
+          "--data-dir",
+          dataDir,
+          "--server",
+          serverUrl,
+          name,
+          dest(),
+        ],
+        /only one of/,
+      ],
+      [
+        [
+          "restore-wal",
+          "--timeline",
+          "main",
+          "--remote",
+          remoteUrl,
+          "--token-file",
+          "/x",
+          name,
+          dest(),
+        ],
+        /--token-file goes with --server/,
+      ],
+      [
+        ["restore-wal", "--timeline", "main", "--data-dir", dataDir, "not-a-wal-file", dest()],
+        /is not a WAL segment or history file name/,
+      ],
+      [["restore-wal", "--data-dir", dataDir, name, dest()], /required option '--timeline/],
+      [
+        ["restore-wal", "--timeline", "main", "--remote", "ftp://x/y", name, dest()],
+        /Unsupported remote storage URL/,
+      ],
+    ] as const) {
+      const r = await tideline([...args]);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+    const help = await tideline(["restore-wal", "--help"]);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--remote <url>/);
+    assert.match(help.stdout, /--server <url>/);
+    assert.match(help.stdout, /--token-file <file>/);
+  });
+});

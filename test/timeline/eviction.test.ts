@@ -1,0 +1,232 @@
+/**
+ * Layers evicted once uploaded, and downloaded again on read through the timeline's
+ * LayerFetcher (here a copy from a directory standing in for remote storage): reads stay
+ * byte-exact, readers share one download, a cancelled reader or a hard shutdown never
+ * waits for a slow download, and no partial file is left behind.
+ */
+import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  type CancellationToken,
+  CancelledError,
+  sleep,
+  TaskKind,
+  TaskRegistry,
+} from "../../src/lifecycle/index.js";
+import {
+  type IndexedLayer,
+  type LayerFetcher,
+  LayerNotLocalError,
+  Timeline,
+  TimelineShutdownError,
+} from "../../src/timeline/index.js";
+import { HAVE_PG15 } from "../support/postgres.js";
+import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+
+const ctx = testContext;
+
+/** Polls `check` until it holds (a guard against hanging, not a timing goal). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; !check(); i++) {
+    if (i > 6000) assert.fail(`never happened: ${what}`);
+    await sleep(5, ctx().token);
+  }
+}
+
+/** Copies layers from a directory; can hang (on its token) after writing half a file. */
+class CopyFetcher implements LayerFetcher {
+  readonly display: string;
+  calls = 0;
+  hang = false;
+  constructor(readonly from: string) {
+    this.display = `copy from ${from}`;
+  }
+  async fetch(_id: string, layer: IndexedLayer, path: string, token: CancellationToken) {
+    this.calls++;
+    const data = readFileSync(join(this.from, layer.file));
+    const tmp = `${path}.download`;
+    try {
+      await writeFile(tmp, data.subarray(0, data.length >> 1));
+      if (this.hang) await sleep(600_000, token);
+      token.throwIfCancelled();
+      await writeFile(tmp, data);
+      await rename(tmp, path);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+  }
+}
+
+describe("Timeline layer eviction and download on read", {
+  skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
+}, () => {
+  let src: WalSource;
+  let dir: string;
+  let n = 0;
+
+  before(async () => {
+    src = await makeWalSource([
+      "CREATE TABLE t (id int PRIMARY KEY, v text)",
+      "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 8000) g",
+      "UPDATE t SET v = 'y' WHERE id % 5 = 0",
+    ]);
+    dir = mkdtempSync(join(tmpdir(), "tideline-evict-"));
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A flushed timeline whose layers are all "uploaded" (copied to the fetcher's directory). */
+  async function uploaded(registry?: TaskRegistry) {
+    const id = `e${n++}`;
+    const dataDir = join(dir, id);
+    const remote = join(dir, `${id}-remote`);
+    mkdirSync(remote);
+    const fetcher = new CopyFetcher(remote);
+    const tl = await Timeline.create({
+      dataDir,
+      id,
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 128 << 10,
+      layerFetcher: fetcher,
+      ...(registry !== undefined ? { registry } : {}),
+    });
+    const c = ctx();
+    for (const p of pieces(src, src.start, src.end, prng(n))) await tl.ingest(p.lsn, p.bytes, c);
+    await tl.flush(c);
+    for (const f of tl.layerFiles) copyFileSync(f.path, join(remote, f.file));
+    tl.advanceRemoteConsistentLsn(tl.diskConsistentLsn);
+    return { id, dataDir, fetcher, tl };
+  }
+
+  const sourceRecords = (from: bigint, to: bigint) =>
+    src.records.filter((r) => r.lsn >= from && r.lsn < to).length;
+
+  it("evicts only uploaded layers; reads download them again, byte-exact", async () => {
+    const { id, dataDir, fetcher, tl } = await uploaded();
+    const c = ctx();
+    const files = tl.layerFiles;
+    assert.ok(files.length > 4, `several layers: ${files.length}`);
+    const last = files[files.length - 1]!;
+    // Layers beyond remoteConsistentLsn stay.
+    const notUploaded = await Timeline.create({
+      dataDir: join(dir, `${id}-fresh`),
+      id: "fresh",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 128 << 10,
+      layerFetcher: fetcher,
+    });
+    await notUploaded.ingest(src.start, Buffer.from(src.bytes.subarray(0, 300_000)), c);
+    await notUploaded.flush(c);
+    for (const f of notUploaded.layerFiles)
+      assert.equal(notUploaded.evictLayer(f.file), "not-uploaded");
+    await notUploaded.shutdown("hard");
+
+    for (const f of files) assert.equal(tl.evictLayer(f.file), "evicted", f.file);
+    assert.ok(tl.layerFiles.every((f) => !f.resident));
+    assert.deepEqual(
+      readdirSync(join(dataDir, "timelines", id, "layers")),
+      [],
+      "the local files are gone",
+    );
+    assert.equal(tl.evictLayer(last.file), "not-resident");
+    assert.throws(() => tl.evictLayer("no-such.layer"), RangeError);
+
+    const wal = await tl.readWal(src.start, src.end, c);
+    assert.ok(wal.equals(src.bytes), "the WAL read after eviction equals the source");
+    assert.equal(fetcher.calls, files.length, "each layer downloaded once");
+    assert.ok(tl.layerFiles.every((f) => f.resident));
+    for (const f of tl.layerFiles)
+      assert.ok(readFileSync(f.path).equals(readFileSync(join(fetcher.from, f.file))));
+
+    for (const f of files) tl.evictLayer(f.file);
+    let count = 0;
+    for await (const _ of tl.records(src.start, src.end, c)) count++;
+    assert.equal(count, sourceRecords(src.start, src.end), "records() after eviction");
+
+    // A layer being read is not evicted.
+    const first = files[0]!;
+    const range = tl.walRange(first.start, first.end, c);
+    await range.next();
+    assert.equal(tl.evictLayer(first.file), "in-use");
+    await range.return(undefined);
+    assert.equal(tl.evictLayer(first.file), "evicted");
+    await tl.shutdown("freeze-and-flush");
+
+    // Evicted layers survive a restart: the index still lists them.
+    const reopened = await Timeline.open({ dataDir, id, layerFetcher: fetcher });
+    assert.ok(!reopened.layerFiles[0]!.resident);
+    assert.ok((await reopened.readWal(src.start, src.end, c)).equals(src.bytes));
+    reopened.evictLayer(first.file);
+    await reopened.shutdown("hard");
+    // Without a fetcher: a writer refuses to open, a reader opens and fails on the read.
+    await assert.rejects(Timeline.open({ dataDir, id }), LayerNotLocalError);
+    const reader = await Timeline.open({ dataDir, id, readOnly: true });
+    await assert.rejects(reader.readWal(first.start, first.end, c), (e: unknown) => {
+      assert.ok(e instanceof LayerNotLocalError);
+      assert.match(e.message, new RegExp(first.file));
+      return true;
+    });
+    assert.throws(() => reader.evictLayer(first.file), TypeError);
+    await reader.shutdown("hard");
+  });
+
+  it("serves concurrent readers of an evicted layer with one download", async () => {
+    const { fetcher, tl } = await uploaded();
+    const c = ctx();
+    const f = tl.layerFiles[1]!;
+    tl.evictLayer(f.file);
+    const reads = await Promise.all(Array.from({ length: 5 }, () => tl.readWal(f.start, f.end, c)));
+    const expected = src.bytes.subarray(Number(f.start - src.start), Number(f.end - src.start));
+    for (const r of reads) assert.ok(r.equals(expected));
+    assert.equal(fetcher.calls, 1);
+    await tl.shutdown("hard");
+  });
+
+  it("a reader cancelled during a slow download gets CancelledError; the download stops, leaving no file", async () => {
+    const registry = new TaskRegistry();
+    const { dataDir, id, fetcher, tl } = await uploaded(registry);
+    const f = tl.layerFiles[2]!;
+    tl.evictLayer(f.file);
+    fetcher.hang = true;
+    const c = ctx();
+    const read = tl.readWal(f.start, f.end, c);
+    const downloads = () => registry.tree().filter((t) => t.kind === TaskKind.RemoteDownload);
+    await until(() => downloads().length > 0 && fetcher.calls > 0, "the download started");
+    c.token.cancel("the client went away");
+    await assert.rejects(read, CancelledError);
+    // The download had no other reader: it is cancelled too, and cleans up after itself.
+    await until(() => downloads().length === 0, "the download ended");
+    const layers = join(dataDir, "timelines", id, "layers");
+    assert.ok(!readdirSync(layers).some((name) => name.startsWith(f.file)), "no partial file");
+    assert.ok(!tl.layerFiles[2]!.resident);
+    // The next read downloads it again.
+    fetcher.hang = false;
+    const again = await tl.readWal(f.start, f.end, ctx());
+    assert.ok(
+      again.equals(src.bytes.subarray(Number(f.start - src.start), Number(f.end - src.start))),
+    );
+    await tl.shutdown("hard");
+  });
+
+  it("a hard shutdown does not wait for a slow download; its reader gets TimelineShutdownError", async () => {
+    const { dataDir, id, fetcher, tl } = await uploaded();
+    const f = tl.layerFiles[0]!;
+    tl.evictLayer(f.file);
+    fetcher.hang = true;
+    const read = tl.readWal(f.start, f.end, ctx());
+    const failed = assert.rejects(read, TimelineShutdownError);
+    await until(() => fetcher.calls > 0, "the download started");
+    await tl.shutdown("hard");
+    await failed;
+    const layers = join(dataDir, "timelines", id, "layers");
+    assert.ok(!readdirSync(layers).some((name) => name.startsWith(f.file)), "no partial file");
+  });
+});
