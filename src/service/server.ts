@@ -25,6 +25,8 @@ export interface ServerOptions {
   authPublicKey?: string | undefined;
   sync: boolean;
   compression: string;
+  /** Bytes of layer files kept locally per timeline (with `remote`). */
+  localLayerLimit?: number | undefined;
 }
 
 /**
@@ -69,6 +71,10 @@ export async function runServer(options: ServerOptions): Promise<number> {
     compression = checkLayerCompression(options.compression);
     if (options.remote !== undefined) remote = await openRemoteStorage(options.remote);
     if (options.authPublicKey !== undefined) authKey = await loadPublicKey(options.authPublicKey);
+    if (options.localLayerLimit !== undefined && remote === undefined)
+      throw new RangeError(
+        "--local-layer-limit needs --remote: evicted layers come back from there",
+      );
   } catch (error) {
     process.stderr.write(`tideline server: ${(error as Error).message}\n`);
     return 2;
@@ -116,6 +122,7 @@ export async function runServer(options: ServerOptions): Promise<number> {
       fsync: options.sync,
       compression,
       registry: globalTaskRegistry,
+      localLayerLimit: options.localLayerLimit,
     });
     const metrics = createServiceMetrics(service, globalTaskRegistry);
     app = await buildApp({ service, log, metrics, tasks: globalTaskRegistry, authKey });

@@ -10,10 +10,18 @@ import { rm } from "node:fs/promises";
 import {
   CancellationToken,
   Gate,
-  type RequestContext,
+  RequestContext,
+  sleep,
+  spawn,
+  TaskKind,
   type TaskRegistry,
 } from "../lifecycle/index.js";
-import { type RemoteStorage, RemoteUploader } from "../remote/index.js";
+import {
+  attachTimeline,
+  RemoteLayerFetcher,
+  type RemoteStorage,
+  RemoteUploader,
+} from "../remote/index.js";
 import {
   type LayerCompression,
   type ShutdownMode,
@@ -21,7 +29,12 @@ import {
   Timeline,
 } from "../timeline/index.js";
 import { formatLsn, type Lsn, segmentStart } from "../wal/index.js";
-import { identifySources, parseSource, WalReceiver } from "../walreceiver/index.js";
+import {
+  identifySources,
+  parseSource,
+  SystemIdMismatchError,
+  WalReceiver,
+} from "../walreceiver/index.js";
 import type { Logger } from "./log.js";
 import {
   checkTimelineDefinition,
@@ -60,8 +73,18 @@ export interface TimelineServiceOptions {
   fsync?: boolean | undefined;
   /** Layer compression. Default "none". */
   compression?: LayerCompression | undefined;
+  /** Freeze (and flush, and upload) a layer once it holds this many bytes. Default 16 MiB. */
+  layerSize?: number | undefined;
   /** Timelines shut down at once by {@linkcode TimelineService.shutdown}. Default 4. */
   shutdownConcurrency?: number | undefined;
+  /**
+   * With remote storage: keep at most this many bytes of layer files per timeline on
+   * local disk; the oldest layers already in remote storage are evicted (and downloaded
+   * again when a read needs them). Default: keep everything.
+   */
+  localLayerLimit?: number | undefined;
+  /** How often the limit is enforced, ms. Default 10 000. */
+  evictionIntervalMs?: number | undefined;
 }
 
 /** The id names a timeline the service already has (HTTP 409). */
@@ -146,10 +169,19 @@ export class TimelineService {
       };
       service.#entries.set(def.id, entry);
       try {
-        if (!Timeline.exists(options.dataDir, def.id)) {
-          throw new Error(`its data is missing from ${options.dataDir}`);
+        if (Timeline.exists(options.dataDir, def.id)) {
+          entry.timeline = await Timeline.open(service.#timelineOptions(def.id));
+        } else {
+          // Local data gone (a new disk, a new machine): rebuild it from remote storage.
+          const ctx = RequestContext.root(TaskKind.Main, service.token, options.registry);
+          const attached = await service.#attach(def.id, ctx);
+          if (attached === undefined) {
+            throw new Error(
+              `its data is missing from ${options.dataDir}${options.remote === undefined ? " (and no --remote to attach it from)" : ` and from ${options.remote.display}`}`,
+            );
+          }
+          entry.timeline = attached;
         }
-        entry.timeline = await Timeline.open(service.#timelineOptions(def.id));
         entry.openedAt = entry.timeline.streamEnd;
         service.#run(entry);
         options.log.info(
@@ -161,7 +193,53 @@ export class TimelineService {
         options.log.error({ timeline: def.id, error: entry.error }, "timeline not started");
       }
     }
+    const limit = options.localLayerLimit;
+    if (limit !== undefined && options.remote !== undefined) {
+      spawn(
+        {
+          token: service.token,
+          gate: service.gate,
+          registry: options.registry,
+          name: "layer eviction",
+          kind: TaskKind.Background,
+        },
+        async (ctx) => {
+          for (;;) {
+            service.evictLayers(limit);
+            await sleep(options.evictionIntervalMs ?? 10_000, ctx.token);
+          }
+        },
+      );
+    }
     return service;
+  }
+
+  /**
+   * Evicts, per timeline, the oldest local layer files that are in remote storage until at
+   * most `limit` bytes of layers stay local; returns how many were evicted. Layers in use by
+   * a read stay (the next round gets them).
+   */
+  evictLayers(limit: number): number {
+    let evicted = 0;
+    for (const { timeline: tl, definition } of this.#entries.values()) {
+      if (tl === undefined || tl.state !== "active") continue;
+      const local = tl.layerFiles.filter((l) => l.resident);
+      let bytes = local.reduce((sum, l) => sum + l.size, 0);
+      for (const layer of local) {
+        if (bytes <= limit) break;
+        const outcome = tl.evictLayer(layer.file);
+        if (outcome === "not-uploaded") break; // newer layers are not uploaded either
+        if (outcome === "evicted") {
+          bytes -= layer.size;
+          evicted++;
+          this.#options.log.debug(
+            { timeline: definition.id, layer: layer.file, localBytes: bytes },
+            "layer evicted",
+          );
+        }
+      }
+    }
+    return evicted;
   }
 
   /** The data directory. */
@@ -199,7 +277,36 @@ export class TimelineService {
       ...(this.#options.registry !== undefined ? { registry: this.#options.registry } : {}),
       fsync: this.#options.fsync ?? true,
       compression: this.#options.compression ?? "none",
+      ...(this.#options.layerSize !== undefined ? { layerSize: this.#options.layerSize } : {}),
+      // Layers evicted once uploaded come back from remote storage on read.
+      ...(this.#options.remote !== undefined
+        ? { layerFetcher: new RemoteLayerFetcher(this.#options.remote) }
+        : {}),
     };
+  }
+
+  /** Rebuilds timeline `id` from remote storage; `undefined` when it is not there. */
+  async #attach(id: string, ctx: RequestContext): Promise<Timeline | undefined> {
+    const remote = this.#options.remote;
+    if (remote === undefined) return undefined;
+    const log = this.#options.log.child({ timeline: id });
+    log.info({ remote: remote.display }, "looking for the timeline in remote storage");
+    const timeline = await attachTimeline({
+      ...this.#timelineOptions(id),
+      storage: remote,
+      ctx,
+      retry: {
+        onError: (error, attempt) =>
+          log.warn({ error: (error as Error).message, attempt }, "download failed"),
+      },
+    });
+    if (timeline !== undefined) {
+      log.info(
+        { resumeAt: formatLsn(timeline.streamEnd), layers: timeline.layerFiles.length },
+        "timeline attached from remote storage",
+      );
+    }
+    return timeline;
   }
 
   /** Starts the uploader and the WAL receiver of an open timeline. */
@@ -261,7 +368,16 @@ export class TimelineService {
       const id = await identifySources(def.sources.map(parseSource), def.slot, ctx.token);
       const from = def.startLsn ?? id.slotRestartLsn ?? id.xlogpos;
       using _guard = this.gate.enter(`create timeline ${def.id}`);
-      const timeline = await Timeline.create({
+      // A timeline archived before (by this server or `tideline ingest --remote`) goes on
+      // from where remote storage ends, if it holds WAL of the same cluster.
+      let timeline = await this.#attach(def.id, ctx);
+      if (timeline !== undefined && timeline.systemId !== 0n && timeline.systemId !== id.systemId) {
+        const held = timeline.systemId;
+        await timeline.shutdown("hard");
+        await rm(timeline.dir, { recursive: true, force: true });
+        throw new SystemIdMismatchError(id.source.display, held, id.systemId);
+      }
+      timeline ??= await Timeline.create({
         ...this.#timelineOptions(def.id),
         startLsn: segmentStart(from, id.segmentSize),
         segmentSize: id.segmentSize,

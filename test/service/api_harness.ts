@@ -28,7 +28,12 @@ export interface Api {
 /** Starts the service over `dataDir` and its API. */
 export async function startApi(
   dataDir: string,
-  options: { authKey?: VerifyKey; remote?: RemoteStorage } = {},
+  options: {
+    authKey?: VerifyKey;
+    remote?: RemoteStorage;
+    layerSize?: number;
+    localLayerLimit?: number;
+  } = {},
 ): Promise<Api> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -45,6 +50,8 @@ export async function startApi(
     fsync: false,
     registry: tasks,
     ...(options.remote !== undefined ? { remote: options.remote } : {}),
+    layerSize: options.layerSize,
+    localLayerLimit: options.localLayerLimit,
   });
   const metrics = createServiceMetrics(service, tasks);
   const app = await buildApp({ service, log, metrics, tasks, authKey: options.authKey });

@@ -15,7 +15,7 @@ import {
   TimelineStateError,
   WaitLsnTimeoutError,
 } from "../../timeline/index.js";
-import { NoReachableSourceError } from "../../walreceiver/index.js";
+import { NoReachableSourceError, SystemIdMismatchError } from "../../walreceiver/index.js";
 import {
   ServiceShuttingDownError,
   TimelineExistsError,
@@ -54,7 +54,7 @@ export class ApiError extends Error {
 
 /**
  * Maps any error to an {@linkcode ApiError}: misuse (`RangeError`, `TypeError`) is 400,
- * an unknown timeline 404, an existing one 409, a wait that timed out 504, anything
+ * an unknown timeline 404, an existing one (or remote WAL of another cluster) 409, a wait that timed out 504, anything
  * shutting down 503, an unreachable source 502, the rest 500.
  *
  * @example
@@ -67,7 +67,8 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof TimelineNotFoundError) return new ApiError(404, "not_found", message);
-  if (error instanceof TimelineExistsError) return new ApiError(409, "conflict", message);
+  if (error instanceof TimelineExistsError || error instanceof SystemIdMismatchError)
+    return new ApiError(409, "conflict", message);
   if (error instanceof WaitLsnTimeoutError || error instanceof TimeoutError)
     return new ApiError(504, "timeout", message);
   if (

@@ -5,6 +5,7 @@
  */
 import { type Command, Option } from "commander";
 import { runServer, type ServerOptions } from "../../server.js";
+import { sizeOption } from "./options.js";
 
 /**
  * Registers `tideline server`.
@@ -32,6 +33,11 @@ export function registerServer(program: Command): void {
     .option(
       "--remote <url>",
       "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
+    )
+    .option(
+      "--local-layer-limit <size>",
+      "with --remote: keep at most this much layer data per timeline locally (e.g. 10GiB); older uploaded layers are evicted and downloaded again on read",
+      sizeOption,
     )
     .option(
       "--auth-public-key <file>",
