@@ -25,6 +25,8 @@ export interface ServerOptions {
   authPublicKey?: string | undefined;
   sync: boolean;
   compression: string;
+  /** Cut layer files at about this size. */
+  layerSize?: number | undefined;
   /** Bytes of layer files kept locally per timeline (with `remote`). */
   localLayerLimit?: number | undefined;
 }
@@ -123,6 +125,7 @@ export async function runServer(options: ServerOptions): Promise<number> {
       compression,
       registry: globalTaskRegistry,
       localLayerLimit: options.localLayerLimit,
+      layerSize: options.layerSize,
     });
     const metrics = createServiceMetrics(service, globalTaskRegistry);
     app = await buildApp({ service, log, metrics, tasks: globalTaskRegistry, authKey });

@@ -154,6 +154,8 @@ describe("tideline server (the process)", { skip: SKIP }, () => {
       [["--listen", "nowhere"], /nowhere/],
       [["--listen", "127.0.0.1:99999"], /99999/],
       [["--remote", "ftp://x"], /ftp/],
+      [["--local-layer-limit", "1GiB"], /--remote/],
+      [["--layer-size", "big"], /big/],
     ] as const) {
       const r = spawnSync(
         process.execPath,

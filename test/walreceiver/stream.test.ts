@@ -25,6 +25,8 @@ const url = (pg: Cluster) => `postgres://postgres@127.0.0.1:${pg.port}/postgres`
 interface Run {
   child: ChildProcess;
   done: Promise<{ status: number | null; stdout: string; stderr: string }>;
+  /** Resolves once stderr matches `pattern` (rejects if the process ends first). */
+  waitFor(pattern: RegExp): Promise<void>;
 }
 
 function start(args: string[]): Run {
@@ -38,7 +40,17 @@ function start(args: string[]): Run {
   const done = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
     child.on("close", (status) => resolve({ status, stdout, stderr })),
   );
-  return { child, done };
+  const waitFor = async (pattern: RegExp) => {
+    let ended = false;
+    void done.then(() => {
+      ended = true;
+    });
+    while (!pattern.test(stderr)) {
+      if (ended) throw new Error(`ended before printing ${pattern}: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { child, done, waitFor };
 }
 
 const tideline = (args: string[]) => start(args).done;
@@ -79,6 +91,8 @@ describe("streaming from a real PostgreSQL 15 primary", {
       startLsn,
     ]);
     try {
+      // A signal before the timeline exists would just cancel the start (exit 130).
+      await first.waitFor(/"msg":"streaming"/);
       await pg.pgbench(["-n", "-c", "2", "-t", "1000"]);
       await pg.sql(
         "INSERT INTO pgbench_history (tid, bid, aid, delta) SELECT 1, 1, g, g FROM generate_series(1, 40000) g",

@@ -26,7 +26,9 @@ export function buildProgram(commands: readonly RegisterCommand[]): Command {
     )
     .version(VERSION, "-V, --version", "print the version and exit")
     .showHelpAfterError("(run with --help for usage)")
-    .configureHelp({ sortSubcommands: true });
+    .configureHelp({ sortSubcommands: true })
+    // Set before the commands are added, so they inherit it: errors reach main's catch.
+    .exitOverride();
   for (const register of commands) register(program);
   program.argument("[command]", "the command to run").action((name?: string) => {
     if (name === undefined) program.help();
@@ -38,12 +40,13 @@ export function buildProgram(commands: readonly RegisterCommand[]): Command {
 async function main(argv: string[]): Promise<number> {
   // Load only the command named (the first word that is not an option), or all of them.
   const name = argv.slice(2).find((a) => !a.startsWith("-"));
-  const program = buildProgram(await loadCommands(name)).exitOverride();
+  const program = buildProgram(await loadCommands(name));
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
+    // Help and --version exit 0; a usage error (bad option or value) exits 2, as is usual.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`tideline: ${message}\n`);
     return 1;

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import {
   CancellationToken,
   CancelledError,
@@ -28,7 +28,7 @@ import {
   WalReceiver,
 } from "../../../walreceiver/index.js";
 import { createLogger } from "../../log.js";
-import { lsnOption, sizeOption } from "./options.js";
+import { addLayerStorageOptions, lsnOption } from "./options.js";
 
 interface IngestCliOptions {
   source: string[];
@@ -293,7 +293,7 @@ export async function runIngest(options: IngestCliOptions): Promise<number> {
  * ```
  */
 export function registerIngest(program: Command): void {
-  program
+  const command = program
     .command("ingest")
     .description("stream one timeline's WAL from PostgreSQL into the data directory")
     .requiredOption(
@@ -310,25 +310,8 @@ export function registerIngest(program: Command): void {
     .option("--slot <name>", "stream through this physical replication slot")
     .option("--create-slot", "create the slot if it does not exist")
     .option("--start-lsn <lsn>", "a new timeline starts at the segment holding this LSN", lsnOption)
-    .option("--end-lsn <lsn>", "stop by itself once WAL up to this LSN is durable", lsnOption)
-    .option(
-      "--remote <url>",
-      "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
-    )
-    .option(
-      "--layer-size <size>",
-      "cut layer files at about this size, e.g. 16MiB (the default) or 512KiB",
-      sizeOption,
-    )
-    .addOption(
-      new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
-        .choices(["none", "lz4", "zstd"])
-        .default("none"),
-    )
-    .option(
-      "--no-sync",
-      "do not fsync layer files (testing only: a machine crash may lose WAL reported as flushed)",
-    )
+    .option("--end-lsn <lsn>", "stop by itself once WAL up to this LSN is durable", lsnOption);
+  addLayerStorageOptions(command)
     .addHelpText(
       "after",
       `

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { type Lsn, parseLsn } from "../../../wal/lsn.js";
 
 /**
@@ -75,4 +75,37 @@ export function sizeOption(value: string): number {
     );
   }
   return n;
+}
+
+/**
+ * Adds the options of how a timeline stores its layers, shared by `ingest` and `server`:
+ * `--remote`, `--layer-size`, `--compression`, `--no-sync`.
+ *
+ * @example
+ * ```ts
+ * import { Command } from "commander";
+ * import { addLayerStorageOptions } from "./options.js";
+ * addLayerStorageOptions(new Command("ingest"));
+ * ```
+ */
+export function addLayerStorageOptions(command: Command): Command {
+  return command
+    .option(
+      "--remote <url>",
+      "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
+    )
+    .option(
+      "--layer-size <size>",
+      "cut layer files at about this size, e.g. 16MiB (the default) or 512KiB",
+      sizeOption,
+    )
+    .addOption(
+      new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
+        .choices(["none", "lz4", "zstd"])
+        .default("none"),
+    )
+    .option(
+      "--no-sync",
+      "do not fsync layer files (testing only: a machine crash may lose WAL reported as flushed)",
+    );
 }

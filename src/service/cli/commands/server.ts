@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import { runServer, type ServerOptions } from "../../server.js";
-import { sizeOption } from "./options.js";
+import { addLayerStorageOptions, sizeOption } from "./options.js";
 
 /**
  * Registers `tideline server`.
@@ -18,7 +18,7 @@ import { sizeOption } from "./options.js";
  * ```
  */
 export function registerServer(program: Command): void {
-  program
+  const command = program
     .command("server")
     .description("run many timelines behind an HTTP API (JSON, OpenAPI, Prometheus metrics)")
     .requiredOption(
@@ -31,10 +31,6 @@ export function registerServer(program: Command): void {
       "127.0.0.1:9898",
     )
     .option(
-      "--remote <url>",
-      "upload layer files to file:///path or s3://bucket/prefix?endpoint=...",
-    )
-    .option(
       "--local-layer-limit <size>",
       "with --remote: keep at most this much layer data per timeline locally (e.g. 10GiB); older uploaded layers are evicted and downloaded again on read",
       sizeOption,
@@ -42,16 +38,8 @@ export function registerServer(program: Command): void {
     .option(
       "--auth-public-key <file>",
       "require Bearer JWTs signed (EdDSA) by the matching Ed25519 private key",
-    )
-    .addOption(
-      new Option("--compression <kind>", "compress layer files (zstd needs Node.js 22.15+)")
-        .choices(["none", "lz4", "zstd"])
-        .default("none"),
-    )
-    .option(
-      "--no-sync",
-      "do not fsync layer files (testing only: a machine crash may lose WAL reported as flushed)",
-    )
+    );
+  addLayerStorageOptions(command)
     .addHelpText(
       "after",
       `
