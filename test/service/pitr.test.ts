@@ -1,7 +1,8 @@
 /**
  * Point-in-time recovery from a timeline: a base backup without WAL (`pg_basebackup -X
  * none`) plus Tideline's WAL, served through `restore_command = tideline restore-wal`,
- * recovers a new PostgreSQL 15 server to a restore point with exactly the data it had.
+ * recovers new PostgreSQL 15 servers to a restore point, an LSN and a time, each with exactly
+ * the data the primary had there.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -10,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/lifecycle/index.js";
+import { freePort } from "../../src/service/local_postgres.js";
 import { Timeline } from "../../src/timeline/index.js";
 import { parseLsn, segmentStart } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
@@ -37,8 +39,13 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
   let pg: Cluster;
   let dataDir: string;
   let timeline: Timeline | undefined;
-  let restoredPort = 0;
+  const started: string[] = [];
   let backupDir = "";
+  const ctx = RequestContext.root(TaskKind.UnitTest, new CancellationToken());
+  /** What the primary held at each target: count and sum(balance) of accounts. */
+  const expected = { name: "", lsn: "", time: "" };
+  let targetLsn = "";
+  let targetTime = "";
 
   before(async () => {
     pg = await startCluster({
@@ -51,15 +58,70 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
 
   after(async () => {
     await timeline?.shutdown("hard");
-    if (restoredPort !== 0) {
-      await pg.run("pg_ctl", ["-D", backupDir, "-m", "immediate", "-w", "stop"]).catch(() => {});
-    }
+    for (const dir of started)
+      await pg.run("pg_ctl", ["-D", dir, "-m", "immediate", "-w", "stop"]).catch(() => {});
     await pg?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("recovers a base backup to a restore point with exactly the rows it had there", async () => {
-    const ctx = RequestContext.root(TaskKind.UnitTest, new CancellationToken());
+  const state = () => pg.sql("SELECT count(*) || '|' || sum(balance) FROM accounts");
+
+  /**
+   * Restores a copy of the base backup with `target` (recovery.conf lines), waits for
+   * promotion, and returns the accounts' state and the server log.
+   */
+  async function recoverTo(
+    name: string,
+    target: string[],
+  ): Promise<{ state: string; log: string }> {
+    const dir = join(pg.dir, `restored-${name}`);
+    const cp = spawnSync("cp", ["-a", backupDir, dir]);
+    assert.equal(cp.status, 0, String(cp.stderr));
+    const owner = asRoot
+      ? (["-u", "-g"].map((f) =>
+          Number(spawnSync("id", [f, "postgres"], { encoding: "utf8" }).stdout.trim()),
+        ) as [number, number])
+      : undefined;
+    const write = (file: string, text: string, append = false) => {
+      const path = join(dir, file);
+      writeFileSync(path, append ? readFileSync(path, "utf8") + text : text);
+      if (owner) chownSync(path, ...owner);
+    };
+    const port = await freePort();
+    write(
+      "postgresql.auto.conf",
+      [
+        "",
+        `port = ${port}`,
+        `restore_command = '${process.execPath} ${BIN} restore-wal --data-dir ${dataDir} --timeline main %f %p'`,
+        ...target,
+        "recovery_target_action = 'promote'",
+        "",
+      ].join("\n"),
+      true,
+    );
+    write("recovery.signal", "");
+    const logFile = join(pg.dir, `restored-${name}.log`);
+    started.push(dir);
+    await pg.run("pg_ctl", ["-D", dir, "-l", logFile, "-w", "-t", "120", "start"]);
+    const query = (sql: string) =>
+      pg
+        .run("psql", ["-X", "-At", "-h", pg.dir, "-p", String(port), "-d", "postgres", "-c", sql])
+        .then((r) => r.stdout.trim());
+    let inRecovery = "t";
+    for (let i = 0; i < 300 && inRecovery !== "f"; i++) {
+      inRecovery = await query("SELECT pg_is_in_recovery()").catch(() => "t");
+      if (inRecovery !== "f") await sleep(100, ctx.token);
+    }
+    const log = readFileSync(logFile, "utf8").slice(-3000);
+    assert.equal(inRecovery, "f", `recovery ended and the server was promoted\n${log}`);
+    const result = await query("SELECT count(*) || '|' || sum(balance) FROM accounts");
+    await pg.run("pg_ctl", ["-D", dir, "-m", "fast", "-w", "stop"]);
+    started.splice(started.indexOf(dir), 1);
+    return { state: result, log };
+  }
+
+  it("archives a workload after a base backup taken without WAL", async () => {
     const xlogpos = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
     timeline = await Timeline.create({
       dataDir,
@@ -86,81 +148,50 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
       CREATE TABLE accounts (id int PRIMARY KEY, balance int);
       INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 1000) g;
       SELECT pg_create_restore_point('before_the_mistake');
-      DELETE FROM accounts WHERE id % 2 = 0;
-      INSERT INTO accounts SELECT g, 0 FROM generate_series(1001, 1500) g;
     `);
-    const expected = "1000|5005000"; // count and sum(balance) at the restore point
-    // restore_command serves whole segments: close the one holding the restore point.
+    expected.name = await state();
+    await pg.sql("UPDATE accounts SET balance = balance + 1 WHERE id <= 100");
+    targetLsn = await pg.sql("SELECT pg_current_wal_insert_lsn()");
+    expected.lsn = await state();
+    await pg.sql("INSERT INTO accounts SELECT g, 1 FROM generate_series(1001, 1100) g");
+    expected.time = await state();
+    // Commit timestamps decide a time target: leave a clear second on both sides of it.
+    await sleep(1100, ctx.token);
+    targetTime = await pg.sql("SELECT clock_timestamp()");
+    await sleep(1100, ctx.token);
+    await pg.sql(`
+      DELETE FROM accounts WHERE id % 2 = 0;
+      INSERT INTO accounts SELECT g, 0 FROM generate_series(2001, 2500) g;
+    `);
+    assert.equal(await pg.sql("SELECT count(*) FROM accounts"), "1050", "the primary went on");
+    assert.deepEqual(
+      new Set([expected.name, expected.lsn, expected.time]).size,
+      3,
+      "three different states",
+    );
+    // restore_command serves whole segments: close the one holding the last change.
     await pg.switchWal();
     const end = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
     await timeline.waitLsn(end, ctx, { timeoutMs: 30_000 });
     await timeline.flush(ctx); // another process (restore-wal) reads what is durable
+  });
 
-    // Files in the backup belong to the server's user.
-    const owner = asRoot
-      ? (["-u", "-g"].map((f) =>
-          Number(spawnSync("id", [f, "postgres"], { encoding: "utf8" }).stdout.trim()),
-        ) as [number, number])
-      : undefined;
-    const write = (name: string, text: string, append = false) => {
-      const path = join(backupDir, name);
-      writeFileSync(path, append ? readFileSync(path, "utf8") + text : text);
-      if (owner) chownSync(path, ...owner);
-    };
-    restoredPort = pg.port + 1000 > 65000 ? pg.port - 1000 : pg.port + 1000;
-    write(
-      "postgresql.auto.conf",
-      [
-        "",
-        `port = ${restoredPort}`,
-        `restore_command = '${process.execPath} ${BIN} restore-wal --data-dir ${dataDir} --timeline main %f %p'`,
-        "recovery_target_name = 'before_the_mistake'",
-        "recovery_target_action = 'promote'",
-        "",
-      ].join("\n"),
-      true,
-    );
-    write("recovery.signal", "");
-    await pg.run("pg_ctl", [
-      "-D",
-      backupDir,
-      "-l",
-      join(pg.dir, "restored.log"),
-      "-w",
-      "-t",
-      "120",
-      "start",
-    ]);
+  it("recovers to a restore point with exactly the rows it had there", async () => {
+    const r = await recoverTo("name", ["recovery_target_name = 'before_the_mistake'"]);
+    assert.match(r.log, /recovery stopping at restore point "before_the_mistake"/);
+    assert.equal(r.state, expected.name);
+  });
 
-    const query = (sql: string) =>
-      pg
-        .run("psql", [
-          "-X",
-          "-At",
-          "-h",
-          pg.dir,
-          "-p",
-          String(restoredPort),
-          "-d",
-          "postgres",
-          "-c",
-          sql,
-        ])
-        .then((r) => r.stdout.trim());
-    let inRecovery = "t";
-    for (let i = 0; i < 300 && inRecovery !== "f"; i++) {
-      inRecovery = await query("SELECT pg_is_in_recovery()").catch(() => "t");
-      if (inRecovery !== "f") await sleep(100, ctx.token);
-    }
-    const log = () => readFileSync(join(pg.dir, "restored.log"), "utf8").slice(-3000);
-    assert.equal(inRecovery, "f", `recovery ended and the server was promoted\n${log()}`);
-    assert.match(log(), /recovery stopping at restore point "before_the_mistake"/);
-    assert.equal(await query("SELECT count(*) || '|' || sum(balance) FROM accounts"), expected);
-    assert.equal(
-      await pg.sql("SELECT count(*) FROM accounts"),
-      "1000",
-      "the primary went on: 500 deleted, 500 added",
-    );
+  it("recovers to an LSN", async () => {
+    const r = await recoverTo("lsn", [`recovery_target_lsn = '${targetLsn}'`]);
+    assert.match(r.log, /recovery stopping after WAL location \(LSN\)/);
+    assert.equal(r.state, expected.lsn);
+  });
+
+  it("recovers to a time", async () => {
+    const r = await recoverTo("time", [`recovery_target_time = '${targetTime}'`]);
+    assert.match(r.log, /recovery stopping before commit of transaction/);
+    assert.equal(r.state, expected.time);
   });
 
   it("answers restore_command's misses with exit 1 and writes nothing", () => {
