@@ -13,13 +13,14 @@ import type { TimelineService } from "./timeline_service.js";
 export interface ServiceMetrics {
   /** Render with `await registry.metrics()`. */
   readonly registry: client.Registry;
-  /** How long `wait_lsn` requests waited, by timeline and outcome. */
-  readonly waitLsnSeconds: client.Histogram<"timeline" | "outcome">;
+  /** Records how long a `wait_lsn` request waited, and how it ended. */
+  observeWaitLsn(timeline: string, outcome: string, seconds: number): void;
   /** HTTP responses by method, route and status. */
   readonly httpRequests: client.Counter<"method" | "route" | "status">;
 }
 
 const PREFIX = "tideline_";
+const WAIT_OUTCOMES = ["reached", "timeout", "shutdown", "cancelled", "error"];
 
 /**
  * Creates the metrics of `service` in a registry of their own (so two servers in one
@@ -252,18 +253,36 @@ export function createServiceMetrics(
     },
   });
 
+  const observed = new Set<string>();
   const waitLsnSeconds = new client.Histogram({
     name: `${PREFIX}wait_lsn_duration_seconds`,
-    help: "How long wait_lsn requests waited, by outcome (reached, timeout, shutdown, error).",
+    help: "How long wait_lsn requests waited, by outcome (reached, timeout, shutdown, cancelled by the client, error).",
     labelNames: ["timeline", "outcome"] as const,
     buckets: [0.0001, 0.001, 0.01, 0.1, 0.5, 1, 5, 30, 120],
     registers: [registry],
+    collect() {
+      // A deleted timeline's series go with it.
+      const live = new Set(service.list().map((e) => e.definition.id));
+      for (const id of observed) {
+        if (live.has(id)) continue;
+        for (const outcome of WAIT_OUTCOMES) this.remove({ timeline: id, outcome });
+        observed.delete(id);
+      }
+    },
   });
+
   const httpRequests = new client.Counter({
     name: `${PREFIX}http_requests_total`,
     help: "HTTP responses by method, route and status code.",
     labelNames: ["method", "route", "status"] as const,
     registers: [registry],
   });
-  return { registry, waitLsnSeconds, httpRequests };
+  return {
+    registry,
+    httpRequests,
+    observeWaitLsn(timeline, outcome, seconds) {
+      observed.add(timeline);
+      waitLsnSeconds.observe({ timeline, outcome }, seconds);
+    },
+  };
 }

@@ -6,7 +6,13 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { globalTaskRegistry } from "../lifecycle/index.js";
+import {
+  CancellationToken,
+  CancelledError,
+  globalTaskRegistry,
+  TaskKind,
+  WAL_RECEIVER_KINDS,
+} from "../lifecycle/index.js";
 import { openRemoteStorage, type RemoteStorage } from "../remote/index.js";
 import { acquireWriterLock, checkLayerCompression, TimelineInUseError } from "../timeline/index.js";
 import { formatLsn } from "../wal/index.js";
@@ -15,6 +21,9 @@ import { loadPublicKey, type VerifyKey } from "./http/auth.js";
 import { createLogger } from "./log.js";
 import { createServiceMetrics } from "./metrics.js";
 import { TimelineService } from "./timeline_service.js";
+
+/** Tasks whose failures their owners handle: the HTTP layer answers, downloads are retried. */
+const HANDLED_KINDS: ReadonlySet<string> = new Set([TaskKind.HttpRequest, TaskKind.RemoteDownload]);
 
 /** Options of {@linkcode runServer}, as `tideline server` takes them. */
 export interface ServerOptions {
@@ -101,8 +110,15 @@ export async function runServer(options: ServerOptions): Promise<number> {
   });
   let signals = 0;
   let service: TimelineService | undefined;
+  // Cancelled by a signal during start-up (attaching from remote storage may take long).
+  const startup = new CancellationToken();
   const onSignal = (signal: string) => {
     signals++;
+    if (service === undefined) {
+      log.info({ signal }, "stopping: cancelling the start-up");
+      startup.cancel(signal);
+      return;
+    }
     log.info(
       { signal },
       signals === 1
@@ -110,11 +126,23 @@ export async function runServer(options: ServerOptions): Promise<number> {
         : "stopping at once",
     );
     if (signals === 1) requestStop("freeze-and-flush");
-    // Escalates the shutdown under way; the main path awaits its promise.
-    else service?.shutdown("hard").catch(() => undefined);
+    // Escalates the shutdown under way: it returns the promise the main path awaits.
+    else service.shutdown("hard").catch(() => undefined);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A task that fails and that nobody joins would otherwise fail silently.
+  globalTaskRegistry.observer = {
+    taskEnded(info, error) {
+      if (error instanceof CancelledError) return;
+      // Their owners handle these failures (and log them): a trace at debug is enough.
+      const handled = WAL_RECEIVER_KINDS.has(info.kind) || HANDLED_KINDS.has(info.kind);
+      log[handled ? "debug" : "warn"](
+        { task: info.name, kind: info.kind, error: `${error}` },
+        "task failed",
+      );
+    },
+  };
   let app: FastifyInstance | undefined;
   try {
     service = await TimelineService.start({
@@ -126,7 +154,12 @@ export async function runServer(options: ServerOptions): Promise<number> {
       registry: globalTaskRegistry,
       localLayerLimit: options.localLayerLimit,
       layerSize: options.layerSize,
+      parent: startup,
     });
+    if (startup.isCancelled) {
+      await service.shutdown("hard");
+      return 130;
+    }
     const metrics = createServiceMetrics(service, globalTaskRegistry);
     app = await buildApp({ service, log, metrics, tasks: globalTaskRegistry, authKey });
     try {

@@ -27,6 +27,7 @@ import {
   type ShutdownMode,
   type ShutdownResult,
   Timeline,
+  timelineDir,
 } from "../timeline/index.js";
 import { formatLsn, type Lsn, segmentStart } from "../wal/index.js";
 import {
@@ -85,6 +86,8 @@ export interface TimelineServiceOptions {
   localLayerLimit?: number | undefined;
   /** How often the limit is enforced, ms. Default 10 000. */
   evictionIntervalMs?: number | undefined;
+  /** The service's token becomes a child of this one (a signal during start-up). */
+  parent?: CancellationToken | undefined;
 }
 
 /** The id names a timeline the service already has (HTTP 409). */
@@ -103,6 +106,16 @@ export class TimelineNotFoundError extends Error {
   constructor(id: string) {
     super(`Timeline "${id}" does not exist`);
     this.name = "TimelineNotFoundError";
+    this.id = id;
+  }
+}
+
+/** Another request is creating or deleting this timeline right now (HTTP 409). */
+export class TimelineBusyError extends Error {
+  readonly id: string;
+  constructor(id: string) {
+    super(`Timeline "${id}" is being created or deleted by another request; try again`);
+    this.name = "TimelineBusyError";
     this.id = id;
   }
 }
@@ -148,7 +161,7 @@ export class TimelineService {
 
   private constructor(options: TimelineServiceOptions) {
     this.#options = options;
-    this.token = new CancellationToken();
+    this.token = options.parent?.child() ?? new CancellationToken();
     this.gate = new Gate("tideline server");
   }
 
@@ -205,7 +218,14 @@ export class TimelineService {
         },
         async (ctx) => {
           for (;;) {
-            service.evictLayers(limit);
+            try {
+              service.evictLayers(limit);
+            } catch (error) {
+              options.log.error(
+                { task: "layer eviction", kind: TaskKind.Background, error: `${error}` },
+                "layer eviction failed",
+              );
+            }
             await sleep(options.evictionIntervalMs ?? 10_000, ctx.token);
           }
         },
@@ -356,11 +376,8 @@ export class TimelineService {
   ): Promise<ServiceTimeline> {
     const def = checkTimelineDefinition({ ...input, createdAt: new Date().toISOString() });
     if (this.#shutdown !== undefined) throw new ServiceShuttingDownError();
-    if (
-      this.#entries.has(def.id) ||
-      this.#busy.has(def.id) ||
-      Timeline.exists(this.#options.dataDir, def.id)
-    ) {
+    if (this.#busy.has(def.id)) throw new TimelineBusyError(def.id);
+    if (this.#entries.has(def.id) || Timeline.exists(this.#options.dataDir, def.id)) {
       throw new TimelineExistsError(def.id);
     }
     this.#busy.add(def.id);
@@ -387,6 +404,12 @@ export class TimelineService {
       try {
         if (this.#shutdown !== undefined) throw new ServiceShuttingDownError();
         await saveTimelineDefinition(this.#options.dataDir, def);
+        // Checked again with no await before the entry is added: a shutdown that began
+        // during the save has taken its list of timelines already.
+        if (this.#shutdown !== undefined) {
+          await removeTimelineDefinition(this.#options.dataDir, def.id);
+          throw new ServiceShuttingDownError();
+        }
       } catch (error) {
         await timeline.shutdown("hard");
         await rm(timeline.dir, { recursive: true, force: true });
@@ -445,14 +468,16 @@ export class TimelineService {
    */
   async delete(id: string): Promise<void> {
     const entry = this.get(id);
-    if (this.#busy.has(id)) throw new TimelineExistsError(id);
+    if (this.#busy.has(id)) throw new TimelineBusyError(id);
+    if (this.#shutdown !== undefined) throw new ServiceShuttingDownError();
     this.#busy.add(id);
     try {
       if (entry.timeline !== undefined) await entry.timeline.shutdown("hard");
+      // Data first, definition last: a crash in between leaves a definition whose data is
+      // gone (reported, and deletable again), never data nobody knows about.
+      await rm(timelineDir(this.#options.dataDir, id), { recursive: true, force: true });
       await removeTimelineDefinition(this.#options.dataDir, id);
       this.#entries.delete(id);
-      if (entry.timeline !== undefined)
-        await rm(entry.timeline.dir, { recursive: true, force: true });
       this.#options.log.info({ timeline: id }, "timeline deleted");
     } finally {
       this.#busy.delete(id);
@@ -468,6 +493,8 @@ export class TimelineService {
     if (this.#shutdown !== undefined) {
       if (mode === "hard") {
         this.token.cancel("hard shutdown");
+        // Each timeline's shutdown promise is the one #runShutdown awaits (a timeline
+        // returns the shutdown under way); the catch only keeps it from being unhandled here.
         for (const e of this.#entries.values()) e.timeline?.shutdown("hard").catch(() => undefined);
       }
       return this.#shutdown;

@@ -177,8 +177,17 @@ const XLOG_CHECKPOINT_SHUTDOWN_INFO = 0x00;
 const DEFAULT_LAYER_SIZE = 16 << 20;
 const DEFAULT_WAIT_LSN_TIMEOUT_MS = 300_000;
 
-function timelineDir(dataDir: string, id: string): string {
-  return join(dataDir, "timelines", id);
+/**
+ * Where timeline `id` of `dataDir` keeps its files: `<dataDir>/timelines/<id>`.
+ *
+ * @example
+ * ```ts
+ * import { timelineDir } from "tideline/timeline";
+ * timelineDir("/data", "main"); // "/data/timelines/main"
+ * ```
+ */
+export function timelineDir(dataDir: string, id: string): string {
+  return join(dataDir, "timelines", checkTimelineId(id));
 }
 
 /**

@@ -18,7 +18,9 @@ export interface Source {
   readonly config: ClientConfig;
 }
 
-const KV = /\s*([a-zA-Z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)/y;
+// A value is quoted ('...', with \\ escapes) or runs to the next blank (a quote inside it is
+// literal, as libpq reads it).
+const KV = /\s*([a-zA-Z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)*)/y;
 
 function parseKeyValue(text: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -28,12 +30,15 @@ function parseKeyValue(text: string): Map<string, string> {
     if (/^\s*$/.test(text.slice(pos))) break;
     KV.lastIndex = pos;
     const m = KV.exec(text);
-    if (m === null)
+    if (m === null) {
+      // The text there may be part of a password: say where, not what.
       throw new TypeError(
-        `Cannot parse connection string near "${text.slice(pos, pos + 20)}": expected key=value`,
+        `Cannot parse connection string at character ${pos + 1}: expected key=value pairs separated by blanks`,
       );
+    }
     let value = m[2]!;
-    if (value.startsWith("'")) value = value.slice(1, -1).replace(/\\(.)/g, "$1");
+    value = value.startsWith("'") ? value.slice(1, -1) : value;
+    value = value.replace(/\\(.)/g, "$1");
     out.set(m[1]!, value);
     pos = KV.lastIndex;
   }
@@ -76,6 +81,7 @@ export function parseSource(conninfo: string): Source {
     if (db) settings.set("dbname", db);
     for (const [k, v] of url.searchParams) settings.set(k, v);
     if (url.password) url.password = "***";
+    if (url.searchParams.has("password")) url.searchParams.set("password", "***");
     display = url.toString();
   } else if (conninfo.includes("=")) {
     for (const [k, v] of parseKeyValue(conninfo)) settings.set(k, v);

@@ -10,7 +10,9 @@ import type { RemoteStorage } from "../../src/remote/index.js";
 import { buildApp } from "../../src/service/http/app.js";
 import type { VerifyKey } from "../../src/service/http/auth.js";
 import { createServiceMetrics } from "../../src/service/metrics.js";
+import { saveTimelineDefinition } from "../../src/service/timeline_definition.js";
 import { TimelineService } from "../../src/service/timeline_service.js";
+import { Timeline } from "../../src/timeline/index.js";
 
 /** A running API. */
 export interface Api {
@@ -87,5 +89,24 @@ export function postJson(api: Api, path: string, body: unknown, token?: string) 
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
     ...(token !== undefined ? { token } : {}),
+  });
+}
+
+/**
+ * Puts a timeline into `dataDir` as `POST /v1/timelines` would have, without a source:
+ * an empty timeline starting at 0/1000000 and a definition naming `source` (default: a
+ * port nothing listens on, so its WAL receiver keeps failing to connect).
+ */
+export async function fabricateTimeline(
+  dataDir: string,
+  id: string,
+  source = "postgres://postgres@127.0.0.1:1/postgres",
+): Promise<void> {
+  const tl = await Timeline.create({ dataDir, id, startLsn: 0x1000000n, fsync: false });
+  await tl.shutdown("hard");
+  await saveTimelineDefinition(dataDir, {
+    id,
+    sources: [source],
+    createdAt: new Date().toISOString(),
   });
 }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpGet, type IncomingMessage } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -388,8 +389,43 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
       assert.ok(p in paths, `OpenAPI lacks ${p}`);
   });
 
+  it("a stream whose client stops reading or goes away lets go of the timeline", async () => {
+    // Enough WAL that a response cannot sit whole in the socket buffers.
+    await pg.sql("INSERT INTO t SELECT g, repeat('w', 300) FROM generate_series(10001, 60000) g");
+    const target = await pg.sql("SELECT pg_current_wal_insert_lsn()");
+    assert.equal((await api.fetch(`/v1/timelines/main/wait_lsn?lsn=${target}`)).status, 200);
+    const tl = api.service.get("main").timeline!;
+    const readers = () => tl.gate.holders().filter((h) => h.holder.startsWith("read"));
+    for (const path of ["wal", "records"]) {
+      // Read the first piece, then stop reading: the task waits on back-pressure.
+      const req = httpGet(`${api.url}/v1/timelines/main/${path}`);
+      const res = await new Promise<IncomingMessage>((r) => req.on("response", r));
+      assert.equal(res.statusCode, 200);
+      await new Promise((r) => res.once("data", r));
+      res.pause();
+      for (let i = 0; i < 100 && readers().length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.equal(readers().length, 1, `${path}: the stalled stream holds the timeline's gate`);
+      req.destroy();
+      for (let i = 0; i < 300 && readers().length > 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(readers(), [], `${path}: the stream let go once its client went away`);
+      assert.equal(
+        flatten(api.tasks.tree()).filter((t) => t.kind === "HttpRequest").length,
+        0,
+        `${path}: no request task is left`,
+      );
+    }
+    const head = await api.fetch("/v1/timelines/main/wal", { method: "HEAD" });
+    assert.equal(head.status, 404, "no HEAD route that would read everything for nothing");
+  });
+
   it("runs a second timeline beside the first; each has its own WAL receiver", async () => {
-    const res = await postJson(api, "/v1/timelines", { id: "second", sources: [source] });
+    // A password may come as a URL parameter too: never shown either.
+    const res = await postJson(api, "/v1/timelines", {
+      id: "second",
+      sources: [`${source}?password=qs-s3cret`],
+    });
     assert.equal(res.status, 201, await res.clone().text());
     await pg.sql("INSERT INTO t SELECT g, 'z' FROM generate_series(3001, 4000) g");
     const target = await pg.sql("SELECT pg_current_wal_insert_lsn()");
@@ -406,6 +442,13 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
     assert.deepEqual(
       list.map((t) => t.id),
       ["main", "second"],
+    );
+    const shown =
+      JSON.stringify(list) + JSON.stringify(await json(await api.fetch("/v1/timelines/second")));
+    assert.ok(shown.includes("password=***"), shown);
+    assert.ok(
+      !(shown + api.logs.join("\n")).includes("qs-s3cret"),
+      "a URL parameter password leaked",
     );
     const del = await api.fetch("/v1/timelines/second", { method: "DELETE" });
     assert.equal(del.status, 200);
@@ -424,6 +467,12 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
     const pending = api.fetch(`/v1/timelines/main/wait_lsn?lsn=${far}&timeout_ms=600000`);
     for (let i = 0; i < 200 && api.service.get("main").timeline!.waitLsnWaiters === 0; i++)
       await new Promise((r) => setTimeout(r, 10));
+    // A reader that stalls mid-stream must not keep the shutdown waiting.
+    const stalled = httpGet(`${api.url}/v1/timelines/main/wal`);
+    const stalledRes = await new Promise<IncomingMessage>((r) => stalled.on("response", r));
+    await new Promise((r) => stalledRes.once("data", r));
+    stalledRes.pause();
+    stalled.on("error", () => {});
     const res = await api.fetch("/v1/timelines/main/shutdown?mode=freeze-and-flush", {
       method: "POST",
     });
@@ -432,6 +481,7 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
     assert.equal(body.mode, "freeze-and-flush");
     assert.equal(body.diskConsistentLsn, body.lastRecordLsn);
     await expectError(await pending, 503, "shutting_down");
+    stalled.destroy();
     await expectError(await api.fetch(`/v1/timelines/main/wait_lsn?lsn=${far}`), 503);
     const after = await json(await api.fetch("/v1/timelines/main"));
     assert.equal(after.state, "stopped");

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { importPKCS8, SignJWT } from "jose";
 import { loadPublicKey } from "../../src/service/http/auth.js";
-import { type Api, startApi } from "./api_harness.js";
+import { type Api, fabricateTimeline, startApi } from "./api_harness.js";
 
 const BIN = resolve("dist/service/cli/main.js");
 
@@ -40,6 +40,7 @@ describe("HTTP API auth", () => {
     dir = mkdtempSync(join(tmpdir(), "tideline-auth-"));
     keys = keyPair(dir, "ours");
     foreign = keyPair(dir, "theirs");
+    await fabricateTimeline(join(dir, "data"), "main");
     api = await startApi(join(dir, "data"), { authKey: await loadPublicKey(keys.pub) });
   });
 
@@ -86,19 +87,28 @@ describe("HTTP API auth", () => {
     assert.equal(r.status, 0, r.stderr);
     for (const path of ["/v1/timelines", "/v1/tasks", "/openapi.json"])
       assert.equal((await api.fetch(path, { token: r.stdout })).status, 200, path);
+    assert.equal((await api.fetch("/v1/timelines/main", { token: r.stdout })).status, 200);
     // Past auth, an unknown timeline is the API's own 404.
-    assert.equal((await api.fetch("/v1/timelines/main", { token: r.stdout })).status, 404);
+    assert.equal((await api.fetch("/v1/timelines/nope", { token: r.stdout })).status, 404);
+    // The scheme is case-insensitive (RFC 7235).
+    const lower = await api.fetch("/v1/tasks", {
+      headers: { authorization: `bearer ${r.stdout}` },
+    });
+    assert.equal(lower.status, 200);
   });
 
   it("a timeline token reaches only its timeline (403 elsewhere)", async () => {
     const r = token(["--private-key", keys.priv, "--scope", "timeline", "--timeline", "main"]);
     assert.equal(r.status, 0, r.stderr);
     const t = r.stdout;
-    assert.equal((await api.fetch("/v1/timelines/main", { token: t })).status, 404);
+    assert.equal((await api.fetch("/v1/timelines/main", { token: t })).status, 200);
     assert.equal(
       (await api.fetch("/v1/timelines/main/wait_lsn?lsn=0/0", { token: t })).status,
-      404,
+      200,
     );
+    assert.equal((await api.fetch("/v1/timelines/ma%69n", { token: t })).status, 200);
+    const other = token(["--private-key", keys.priv, "--scope", "timeline", "--timeline", "other"]);
+    assert.equal((await api.fetch("/v1/timelines/ma%69n", { token: other.stdout })).status, 403);
     assert.equal((await api.fetch("/openapi.json", { token: t })).status, 200);
     for (const [path, method] of [
       ["/v1/timelines/other", "GET"],
@@ -128,6 +138,9 @@ describe("HTTP API auth", () => {
       .setIssuedAt(now - 7200)
       .setExpirationTime(now - 3600)
       .sign(key);
+    const noExpiry = await new SignJWT({ scope: "admin" })
+      .setProtectedHeader({ alg: "EdDSA" })
+      .sign(key);
     const noScope = await new SignJWT({ role: "admin" })
       .setProtectedHeader({ alg: "EdDSA" })
       .setExpirationTime(now + 600)
@@ -148,6 +161,7 @@ describe("HTTP API auth", () => {
       [{ authorization: `Bearer ${expired}` }, /expired/],
       [{ authorization: `Bearer ${hs256}` }, /invalid/],
       [{ authorization: `Bearer ${noScope}` }, /scope/],
+      [{ authorization: `Bearer ${noExpiry}` }, /no expiry/],
     ];
     for (const [headers, pattern] of cases) {
       const res = await api.fetch("/v1/timelines", { headers });

@@ -21,6 +21,7 @@ import type { TimelineService } from "../timeline_service.js";
 import { VERSION } from "../version.js";
 import { checkScope, type TokenScope, type VerifyKey, verifyAuthorization } from "./auth.js";
 import { ApiError, toApiError } from "./errors.js";
+import { requestTaskName } from "./request_task.js";
 import { registerTimelineRoutes } from "./routes_timelines.js";
 import { registerWalRoutes } from "./routes_wal.js";
 
@@ -106,6 +107,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: false } },
     return503OnClosing: true,
+    // No automatic HEAD routes: a HEAD of /wal would read (even download) everything.
+    exposeHeadRoutes: false,
   });
   // Response schemas document the API; the bodies themselves are plain JSON.stringify,
   // so no field is ever dropped by a schema that forgot it.
@@ -175,7 +178,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       api = toApiError(error);
     }
     if (api.status >= 500 && api.status !== 503 && api.status !== 504 && api.status !== 502) {
-      log.error({ err: error, method: request.method, url: request.url }, "request failed");
+      const id = (request.params as { id?: unknown } | undefined)?.id;
+      log.error(
+        {
+          err: error,
+          method: request.method,
+          url: request.url,
+          ...(typeof id === "string" ? { timeline: id } : {}),
+          task: requestTaskName(request),
+          kind: "HttpRequest",
+        },
+        "request failed",
+      );
     }
     if (reply.sent || reply.raw.headersSent) return;
     void reply.code(api.status).type("application/json").send(api.toBody());

@@ -105,7 +105,7 @@ export async function verifyAuthorization(
 ): Promise<TokenScope> {
   if (header === undefined || header === "")
     throw new ApiError(401, "unauthorized", "Missing Authorization: Bearer <token>");
-  const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+  const m = /^Bearer +([A-Za-z0-9_.-]+)$/i.exec(header.trim());
   if (m === null)
     throw new ApiError(
       401,
@@ -114,14 +114,17 @@ export async function verifyAuthorization(
     );
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(m[1]!, key, { algorithms: ["EdDSA"] }));
+    // A token must expire: one without `exp` would be valid for ever.
+    ({ payload } = await jwtVerify(m[1]!, key, { algorithms: ["EdDSA"], requiredClaims: ["exp"] }));
   } catch (error) {
     const why =
       error instanceof joseErrors.JWTExpired
         ? "the token has expired"
         : error instanceof joseErrors.JWSSignatureVerificationFailed
           ? "the token is not signed by this server's key"
-          : `the token is invalid (${(error as Error).message})`;
+          : error instanceof joseErrors.JWTClaimValidationFailed && error.claim === "exp"
+            ? "the token has no expiry (exp); mint one with `tideline token`"
+            : `the token is invalid (${(error as Error).message})`;
     throw new ApiError(401, "unauthorized", `Unauthorized: ${why}`);
   }
   if (payload.scope === "admin") return { scope: "admin" };

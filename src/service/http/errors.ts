@@ -18,6 +18,7 @@ import {
 import { NoReachableSourceError, SystemIdMismatchError } from "../../walreceiver/index.js";
 import {
   ServiceShuttingDownError,
+  TimelineBusyError,
   TimelineExistsError,
   TimelineNotFoundError,
 } from "../timeline_service.js";
@@ -53,7 +54,7 @@ export class ApiError extends Error {
 }
 
 /**
- * Maps any error to an {@linkcode ApiError}: misuse (`RangeError`, `TypeError`) is 400,
+ * Maps any error to an {@linkcode ApiError}: a bad value (Tideline's `RangeError`) is 400,
  * an unknown timeline 404, an existing one (or remote WAL of another cluster) 409, a wait that timed out 504, anything
  * shutting down 503, an unreachable source 502, the rest 500.
  *
@@ -67,7 +68,11 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof TimelineNotFoundError) return new ApiError(404, "not_found", message);
-  if (error instanceof TimelineExistsError || error instanceof SystemIdMismatchError)
+  if (
+    error instanceof TimelineExistsError ||
+    error instanceof TimelineBusyError ||
+    error instanceof SystemIdMismatchError
+  )
     return new ApiError(409, "conflict", message);
   if (error instanceof WaitLsnTimeoutError || error instanceof TimeoutError)
     return new ApiError(504, "timeout", message);
@@ -82,7 +87,14 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof TimelineStateError) return new ApiError(503, "unavailable", message);
   if (error instanceof NoReachableSourceError)
     return new ApiError(502, "source_unreachable", message);
-  if (error instanceof RangeError || error instanceof TypeError)
+  // Tideline's own checks of what a caller asked for throw RangeError naming the value; a
+  // RangeError or TypeError of the engine or of Node (stack overflow, ERR_OUT_OF_RANGE,
+  // "cannot read properties") is a bug of ours: 500.
+  if (
+    error instanceof RangeError &&
+    (error as { code?: unknown }).code === undefined &&
+    !/call stack|array length|Invalid (time|string length)/.test(message)
+  )
     return new ApiError(400, "bad_request", message);
   return new ApiError(500, "internal", message);
 }

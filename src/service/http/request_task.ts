@@ -40,7 +40,7 @@ export async function runRequestTask<T>(
     {
       ...owner,
       ...(registry !== undefined ? { registry } : {}),
-      name: `${request.method} ${request.routeOptions.url ?? request.url} #${request.id}`,
+      name: requestTaskName(request),
       kind: TaskKind.HttpRequest,
     },
     body,
@@ -49,6 +49,8 @@ export async function runRequestTask<T>(
     if (!reply.raw.writableFinished) task.cancel("client disconnected");
   };
   reply.raw.on("close", onClose);
+  // The client may have gone before the handler ran (auth is async): no close event then.
+  if (clientGone(request, reply)) task.cancel("client disconnected");
   try {
     const outcome = await task.join();
     if (outcome.status === "succeeded") return outcome.value;
@@ -88,7 +90,7 @@ export async function streamRequestTask(
     {
       ...owner,
       ...(registry !== undefined ? { registry } : {}),
-      name: `${request.method} ${request.routeOptions.url ?? request.url} #${request.id}`,
+      name: requestTaskName(request),
       kind: TaskKind.HttpRequest,
     },
     async (ctx) => {
@@ -100,23 +102,29 @@ export async function streamRequestTask(
         return;
       }
       async function* rest() {
-        yield first.value;
-        for (let n = await it.next(); n.done !== true; n = await it.next()) yield n.value;
+        try {
+          yield first.value;
+          for (let n = await it.next(); n.done !== true; n = await it.next()) yield n.value;
+        } finally {
+          // Closing `rest` (an aborted pipeline) must close the producer too, so its own
+          // `finally` runs: gate guards, layer pins and temporary files are released.
+          await it.return?.();
+        }
       }
       await pipeline(rest(), out, { signal: ctx.token.signal });
     },
   );
-  let clientGone = false;
+  let gone = false;
   const onClose = () => {
     if (reply.raw.writableFinished) return;
-    clientGone = true;
+    gone = true;
     task.cancel("client disconnected");
   };
   reply.raw.on("close", onClose);
+  if (clientGone(request, reply)) onClose();
   task.onEnded((outcome) => {
     reply.raw.off("close", onClose);
-    if (outcome.status === "failed" && !clientGone && !owner.token.isCancelled)
-      onFailure(outcome.error);
+    if (outcome.status === "failed" && !gone && !owner.token.isCancelled) onFailure(outcome.error);
   });
   const first = await Promise.race([started, task.join()]);
   if (first !== "started") {
@@ -125,4 +133,24 @@ export async function streamRequestTask(
   }
   reply.type(contentType);
   return reply.send(out);
+}
+
+/**
+ * Whether the client's connection is already gone. (Not `request.raw.destroyed`: a request
+ * is destroyed as soon as its body has been read, while the connection lives on.)
+ */
+function clientGone(request: FastifyRequest, reply: FastifyReply): boolean {
+  return reply.raw.destroyed || request.raw.socket?.destroyed === true;
+}
+
+/**
+ * The name of a request's task (and of its log lines): method, route and request id.
+ *
+ * @example
+ * ```ts
+ * // requestTaskName(request); // "GET /v1/timelines/:id/wait_lsn #req-7"
+ * ```
+ */
+export function requestTaskName(request: FastifyRequest): string {
+  return `${request.method} ${request.routeOptions.url ?? request.url} #${request.id}`;
 }

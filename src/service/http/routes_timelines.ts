@@ -220,8 +220,12 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
         },
       },
     },
-    async (request) => {
-      await service.delete(request.params.id);
+    async (request, reply) => {
+      // A task of the server (not of the timeline, whose gate the delete closes). The delete
+      // itself runs to its end even if the client leaves: it is short and must not stop halfway.
+      await runRequestTask(serverOwner, ctx.tasks, request, reply, () =>
+        service.delete(request.params.id),
+      );
       return { id: request.params.id, deleted: true };
     },
   );
@@ -259,9 +263,12 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       ctx.timeline(request.params.id);
-      const r = await service.shutdownTimeline(request.params.id, request.query.mode);
+      // A task of the server: a task of the timeline would wait for its own gate to close.
+      const r = await runRequestTask(serverOwner, ctx.tasks, request, reply, () =>
+        service.shutdownTimeline(request.params.id, request.query.mode),
+      );
       return {
         mode: r.mode,
         lastRecordLsn: formatLsn(r.lastRecordLsn),
@@ -317,14 +324,12 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
         outcome = "reached";
       } catch (error) {
         if (error instanceof TimeoutError) outcome = "timeout";
-        else if (error instanceof TimelineShutdownError || error instanceof CancelledError)
-          outcome = "shutdown";
+        else if (error instanceof TimelineShutdownError) outcome = "shutdown";
+        else if (error instanceof CancelledError)
+          outcome = tl.state === "active" ? "cancelled" : "shutdown";
         throw error;
       } finally {
-        ctx.metrics.waitLsnSeconds.observe(
-          { timeline: tl.id, outcome },
-          (performance.now() - started) / 1000,
-        );
+        ctx.metrics.observeWaitLsn(tl.id, outcome, (performance.now() - started) / 1000);
       }
       return {
         lsn: formatLsn(lsn),

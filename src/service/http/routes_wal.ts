@@ -15,7 +15,7 @@ import { type DumpRecordJson, formatLsn, type Lsn, parseLsn } from "../../wal/in
 import type { RouteContext } from "./app.js";
 import { errorSchema, idParams } from "./app.js";
 import { ApiError } from "./errors.js";
-import { runRequestTask, streamRequestTask } from "./request_task.js";
+import { requestTaskName, runRequestTask, streamRequestTask } from "./request_task.js";
 
 const FORKS = ["main", "fsm", "vm", "init"] as const;
 
@@ -52,8 +52,16 @@ const errors = (...codes: number[]) =>
  * ```
  */
 export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const onFailure = (error: unknown) =>
-    ctx.log.warn({ error: (error as Error).message }, "response cut short");
+  const onFailure = (request: FastifyRequest, tl: Timeline) => (error: unknown) =>
+    ctx.log.warn(
+      {
+        timeline: tl.id,
+        task: requestTaskName(request),
+        kind: "HttpRequest",
+        error: (error as Error).message,
+      },
+      "response cut short",
+    );
   /** Streams `produce`'s pieces from a task of `tl`. */
   const stream = (
     tl: Timeline,
@@ -69,7 +77,7 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
       reply,
       type,
       produce,
-      onFailure,
+      onFailure(request, tl),
     );
 
   app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string } }>(
