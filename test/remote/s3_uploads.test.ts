@@ -126,7 +126,10 @@ describe("a timeline's uploads and downloads through S3 with faults injected", {
     const seen: TimelineIndex[] = [];
     const watch = (async () => {
       const token = new CancellationToken();
-      while (watching) {
+      // Once more after the uploads ended, so even a run too quick to be caught mid-write
+      // checks the final index.
+      for (let last = false; !last; ) {
+        last = !watching;
         let index: TimelineIndex | undefined;
         try {
           const text = await direct.get(remoteKeys.index("main"), token);
