@@ -802,11 +802,12 @@ export class Timeline {
 
   async #flushOne(item: Frozen, token: CancellationToken): Promise<void> {
     const { layer, meta } = item;
-    const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
+    const written = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
       fsync: this.#fsync,
       compression: this.#compression,
     });
-    const disk = await DiskLayer.open(join(this.dir, "layers", name));
+    const { name, size } = written;
+    const disk = written.layer ?? (await DiskLayer.open(join(this.dir, "layers", name)));
     const index: TimelineIndex = {
       ...this.#index,
       systemId: meta.systemId,
