@@ -5,7 +5,11 @@
  *
  * @module
  */
-import type { Lsn } from "../wal/index.js";
+import { endianness } from "node:os";
+import { type Lsn, lsnFromParts } from "../wal/index.js";
+
+/** Whether a bigint column can be written as two 32-bit words (low word first). */
+const LITTLE_ENDIAN = endianness() === "LE";
 
 function grow<T extends { length: number; set(a: ArrayLike<number | bigint>): void }>(
   arr: T,
@@ -70,6 +74,57 @@ export class RecordTable {
     if (i === this.lsn.length) this.#reserve(i + 1);
     this.lsn[i] = lsn;
     this.end[i] = end;
+    this.xid[i] = xid;
+    this.totLen[i] = totLen;
+    this.rmid[i] = rmid;
+    this.info[i] = info;
+    this.length = i + 1;
+    return i;
+  }
+
+  /** 32-bit views of `lsn` and `end` (for {@linkcode pushParts}). */
+  #lsnWords = new Uint32Array(0);
+  #endWords = new Uint32Array(0);
+
+  /**
+   * Appends a record given its LSN and end as 32-bit halves (what the decoder keeps):
+   * on a little-endian machine no bigint is made at all.
+   */
+  pushParts(
+    lsnHi: number,
+    lsnLo: number,
+    endHi: number,
+    endLo: number,
+    xid: number,
+    totLen: number,
+    rmid: number,
+    info: number,
+  ): number {
+    const i = this.length;
+    if (i === this.lsn.length) this.#reserve(i + 1);
+    if (LITTLE_ENDIAN) {
+      let lw = this.#lsnWords;
+      let ew = this.#endWords;
+      if (lw.buffer !== this.lsn.buffer || ew.buffer !== this.end.buffer) {
+        lw = this.#lsnWords = new Uint32Array(
+          this.lsn.buffer,
+          this.lsn.byteOffset,
+          this.lsn.length * 2,
+        );
+        ew = this.#endWords = new Uint32Array(
+          this.end.buffer,
+          this.end.byteOffset,
+          this.end.length * 2,
+        );
+      }
+      lw[2 * i] = lsnLo;
+      lw[2 * i + 1] = lsnHi;
+      ew[2 * i] = endLo;
+      ew[2 * i + 1] = endHi;
+    } else {
+      this.lsn[i] = lsnFromParts(lsnHi, lsnLo);
+      this.end[i] = lsnFromParts(endHi, endLo);
+    }
     this.xid[i] = xid;
     this.totLen[i] = totLen;
     this.rmid[i] = rmid;

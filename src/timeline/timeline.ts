@@ -28,9 +28,9 @@ import {
   formatLsn,
   type Lsn,
   lsnAlign,
+  lsnFromParts,
   lsnMin,
   recordToJson,
-  segmentStart,
   WalDecoder,
   type WalRecord,
 } from "../wal/index.js";
@@ -145,7 +145,6 @@ interface Frozen {
 /** A layer a read can be served from. */
 type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
 
-const XLOG_SWITCH_INFO = 0x40;
 /** XLOG_END_OF_RECOVERY: written where a new PostgreSQL timeline begins (a promotion). */
 const XLOG_END_OF_RECOVERY_INFO = 0x90;
 /** XLOG_CHECKPOINT_SHUTDOWN: also begins a new timeline when recovery ends without a promotion. */
@@ -628,16 +627,32 @@ export class Timeline {
           startLsn >= this.#feedFrom ? bytes : bytes.subarray(Number(this.#feedFrom - startLsn)),
         );
       }
+      // The end of the last record is kept as 32-bit halves inside the loop and made a
+      // bigint once per piece: per record, the bigints were most of ingest's garbage.
+      let endHi = -1;
+      let endLo = 0;
+      const recordEnd = () => {
+        if (endHi >= 0) {
+          this.#recordEnd = lsnFromParts(endHi, endLo);
+          // A switch record's end is its segment's end, already where the next one starts.
+          this.#nextRecordLsn = lsnAlign(this.#recordEnd);
+          endHi = -1;
+        }
+        return this.#recordEnd;
+      };
       try {
         for (let rec = this.#decoder.next(); rec !== undefined; rec = this.#decoder.next()) {
-          this.#addRecord(rec);
-          this.#recordEnd = rec.end;
+          this.#addRecord(rec, recordEnd);
+          endHi = rec.endHi;
+          endLo = rec.endLo;
         }
       } catch (error) {
+        recordEnd();
         this.#advanceLastRecord();
         this.#rewindToLastRecord();
         throw error;
       }
+      recordEnd();
       this.#advanceLastRecord();
       if (this.#open.size >= this.#layerSize) this.#freezeOpen();
       await this.#awaitRoom(ctx.token);
@@ -646,12 +661,9 @@ export class Timeline {
     }
   }
 
-  #addRecord(rec: WalRecord): void {
+  /** Indexes a record; `recordEnd()` gives the end of the record before it. */
+  #addRecord(rec: WalRecord, recordEnd: () => Lsn): void {
     this.#open.addRecord(rec);
-    const isSwitch = rec.rmid === 0 && (rec.info & 0xf0) === XLOG_SWITCH_INFO;
-    this.#nextRecordLsn = isSwitch
-      ? segmentStart(rec.end + BigInt(this.#index.segmentSize) - 1n, this.#index.segmentSize)
-      : lsnAlign(rec.end);
     if (this.#meta.pgVersion === 0) this.#meta.pgVersion = checkVersion(this.#decoder.majorVersion);
     const sysId = this.#decoder.systemId;
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
@@ -669,7 +681,7 @@ export class Timeline {
       const parent = data.readUInt32LE(12);
       if (timeline !== parent && !this.#history.some((h) => h.timeline === timeline)) {
         // The switch point is where WAL of the parent timeline ended: the end of the record before.
-        this.#history.push({ parent, timeline, switchLsn: this.#recordEnd });
+        this.#history.push({ parent, timeline, switchLsn: recordEnd() });
       }
     }
   }
