@@ -156,6 +156,27 @@ export class InMemoryLayer {
     }
   }
 
+  /**
+   * Bytes `[from, to)` as views of the layer's own buffers, in order: no copy (do not
+   * modify them).
+   */
+  views(from: Lsn, to: Lsn): Buffer[] {
+    if (from < this.start || to > this.end || to < from) {
+      throw new RangeError(`Range [${from}, ${to}) is outside layer [${this.start}, ${this.end})`);
+    }
+    const out: Buffer[] = [];
+    let pos = Number(from - this.start);
+    const stop = Number(to - this.start);
+    for (let i = this.#chunkAt(pos); pos < stop; i++) {
+      const c = this.#chunks[i]!;
+      const within = pos - this.#offsets[i]!;
+      const n = Math.min(c.length - within, stop - pos);
+      out.push(within === 0 && n === c.length ? c : c.subarray(within, within + n));
+      pos += n;
+    }
+    return out;
+  }
+
   /** Bytes `[from, to)` as a new buffer. */
   read(from: Lsn, to: Lsn): Buffer {
     const out = Buffer.allocUnsafe(Number(to - from));
