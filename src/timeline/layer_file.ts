@@ -149,8 +149,8 @@ const WRITE_BATCH_BUFFERS = 1000;
  * Writes a frozen layer as `<dir>/<start>-<end>.layer`: to a temporary file first,
  * fsynced, renamed into place, and the directory fsynced, so the file is either whole
  * or absent after a crash (`fsync: false` skips the fsyncs: for tests and benchmarks
- * only). Uncompressed WAL goes to `writev` straight from the layer's own buffers (the
- * chunk CRCs are computed over them first), with no copy. Checks `token` between writes
+ * only). Uncompressed WAL goes to `writev` straight from the layer's own buffers, with
+ * no copy, and its chunk CRCs are the ones the layer computed as the bytes came in. Checks `token` between writes
  * (a cancelled write removes its temporary file and throws `CancelledError`). Returns the
  * file's name and size, and the file opened for reading: its tables come from memory,
  * not read back.
@@ -219,10 +219,8 @@ export async function writeLayerFile(
       let stored = n;
       let crc = 0;
       if (buf === undefined) {
-        for (const view of layer.views(from, to)) {
-          crc = crc32c(view, crc);
-          await add(view);
-        }
+        crc = layer.chunkCrc(i);
+        for (const view of layer.views(from, to)) await add(view);
       } else {
         token.throwIfCancelled();
         layer.copyTo(from, to, buf, 0);

@@ -111,6 +111,9 @@ export class RecordTable {
   /** 32-bit views of `lsn` and `end` (for {@linkcode pushParts}). */
   #lsnWords = new Uint32Array(0);
   #endWords = new Uint32Array(0);
+  /** The columns those views were made of. */
+  #wordsOf: BigUint64Array | undefined;
+  #endWordsOf: BigUint64Array | undefined;
 
   /**
    * Appends a record given its LSN and end as 32-bit halves (what the decoder keeps):
@@ -131,7 +134,10 @@ export class RecordTable {
     if (LITTLE_ENDIAN) {
       let lw = this.#lsnWords;
       let ew = this.#endWords;
-      if (lw.buffer !== this.lsn.buffer || ew.buffer !== this.end.buffer) {
+      // Compared by column, not by `.buffer`: that getter is a slow runtime call.
+      if (this.#wordsOf !== this.lsn || this.#endWordsOf !== this.end) {
+        this.#wordsOf = this.lsn;
+        this.#endWordsOf = this.end;
         lw = this.#lsnWords = new Uint32Array(
           this.lsn.buffer,
           this.lsn.byteOffset,
