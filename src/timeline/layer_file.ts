@@ -21,7 +21,6 @@ import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import * as zlib from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
-import * as lz4 from "lz4-napi";
 import type { CancellationToken } from "../lifecycle/index.js";
 import type { Lsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
@@ -69,8 +68,17 @@ export function checkLayerCompression(compression: unknown): LayerCompression {
   return compression;
 }
 
+type Lz4 = typeof import("lz4-napi");
+let lz4Module: Lz4 | undefined;
+
+/** lz4-napi, loaded on first use: most timelines do not compress, and it costs start-up time. */
+async function loadLz4(): Promise<Lz4> {
+  lz4Module ??= await import("lz4-napi");
+  return lz4Module;
+}
+
 async function compressChunk(data: Buffer, compression: LayerCompression): Promise<Buffer> {
-  if (compression === "lz4") return lz4.compress(data);
+  if (compression === "lz4") return (await loadLz4()).compress(data);
   if (compression === "zstd") {
     return new Promise((resolve, reject) =>
       zstd.zstdCompress!(data, (err, out) => (err ? reject(err) : resolve(out))),
@@ -79,9 +87,10 @@ async function compressChunk(data: Buffer, compression: LayerCompression): Promi
   return data;
 }
 
-function decompressChunk(stored: Buffer, code: number, path: string): Buffer {
+/** `lz4` must be loaded (`loadLz4`) before an lz4 chunk is decompressed. */
+function decompressChunk(stored: Buffer, code: number, path: string, lz4: Lz4 | undefined): Buffer {
   if (code === 0) return stored;
-  if (code === 1) return lz4.uncompressSync(stored);
+  if (code === 1) return lz4!.uncompressSync(stored);
   if (code === 2) {
     if (zstd.zstdDecompressSync === undefined) {
       throw new LayerCorruptError(
@@ -448,6 +457,7 @@ export class DiskLayer {
     if (out.length === 0) return out;
     const first = Math.floor(Number(from - this.start) / this.#chunkSize);
     const last = Math.floor((Number(to - this.start) - 1) / this.#chunkSize);
+    const lz4 = this.#compression === 1 ? await loadLz4() : undefined;
     const file = await open(this.path, "r");
     try {
       let written = 0;
@@ -462,7 +472,7 @@ export class DiskLayer {
             `CRC mismatch in chunk ${i} (WAL from ${this.start + BigInt(i * this.#chunkSize)})`,
           );
         }
-        const data = decompressChunk(stored, this.#compression, this.path);
+        const data = decompressChunk(stored, this.#compression, this.path, lz4);
         const rawLen = Math.min(this.#chunkSize, this.size - i * this.#chunkSize);
         if (data.length !== rawLen) {
           throw new LayerCorruptError(
