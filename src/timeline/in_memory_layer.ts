@@ -4,9 +4,7 @@
  *
  * @module
  */
-import { crc32c } from "@node-rs/crc32";
 import type { Lsn, WalRecord } from "../wal/index.js";
-import { LAYER_CHUNK_SIZE } from "./layer_file.js";
 import {
   BLOCK_APPLY_IMAGE,
   BLOCK_HAS_IMAGE,
@@ -37,14 +35,6 @@ export class InMemoryLayer {
   #offsets: number[] = [];
   #size = 0;
   #frozen = false;
-  /**
-   * CRC32C of each complete `LAYER_CHUNK_SIZE` span from the start (a layer file's
-   * chunks), computed as the bytes arrive, while they are still in the CPU's cache: a
-   * layer file written later would otherwise read them all again from memory for it.
-   */
-  #spanCrcs: number[] = [];
-  /** CRC32C of the span being filled, so far. */
-  #spanCrc = 0;
   /** The complete records in it, in LSN order. */
   records: RecordTable = new RecordTable();
   /** Their block references (unsorted while open). */
@@ -76,33 +66,7 @@ export class InMemoryLayer {
     if (bytes.length === 0) return;
     this.#chunks.push(bytes);
     this.#offsets.push(this.#size);
-    this.#addCrc(bytes, this.#size);
     this.#size += bytes.length;
-  }
-
-  /** Folds `bytes`, which start at offset `at` of the layer, into the span CRCs. */
-  #addCrc(bytes: Buffer, at: number): void {
-    let done = 0;
-    while (done < bytes.length) {
-      const n = Math.min(bytes.length - done, LAYER_CHUNK_SIZE - ((at + done) % LAYER_CHUNK_SIZE));
-      const part = n === bytes.length ? bytes : bytes.subarray(done, done + n);
-      this.#spanCrc = crc32c(part, this.#spanCrc);
-      done += n;
-      if ((at + done) % LAYER_CHUNK_SIZE === 0) {
-        this.#spanCrcs.push(this.#spanCrc);
-        this.#spanCrc = 0;
-      }
-    }
-  }
-
-  /**
-   * CRC32C of the layer file chunk `i`: bytes `[i, i + 1) * LAYER_CHUNK_SIZE` of the
-   * layer (the last one shorter).
-   */
-  chunkCrc(i: number): number {
-    if (i < this.#spanCrcs.length) return this.#spanCrcs[i]!;
-    if (i === this.#spanCrcs.length && i * LAYER_CHUNK_SIZE < this.#size) return this.#spanCrc;
-    throw new RangeError(`Layer starting at ${this.start} has no chunk ${i}`);
   }
 
   /** Indexes a decoded record that lies in this layer. */
@@ -169,15 +133,6 @@ export class InMemoryLayer {
     this.#chunks.length = i;
     this.#offsets.length = i;
     this.#size = cut;
-    // Spans wholly before the cut keep their CRC; the one it ends in is summed again.
-    const whole = Math.floor(cut / LAYER_CHUNK_SIZE);
-    if (this.#spanCrcs.length > whole) this.#spanCrcs.length = whole;
-    this.#spanCrc = 0;
-    const spanStart = whole * LAYER_CHUNK_SIZE;
-    if (spanStart < cut) {
-      for (const view of this.views(this.start + BigInt(spanStart), this.start + BigInt(cut)))
-        this.#spanCrc = crc32c(view, this.#spanCrc);
-    }
     return tail;
   }
 
@@ -199,27 +154,6 @@ export class InMemoryLayer {
       pos += n;
       i++;
     }
-  }
-
-  /**
-   * Bytes `[from, to)` as views of the layer's own buffers, in order: no copy (do not
-   * modify them).
-   */
-  views(from: Lsn, to: Lsn): Buffer[] {
-    if (from < this.start || to > this.end || to < from) {
-      throw new RangeError(`Range [${from}, ${to}) is outside layer [${this.start}, ${this.end})`);
-    }
-    const out: Buffer[] = [];
-    let pos = Number(from - this.start);
-    const stop = Number(to - this.start);
-    for (let i = this.#chunkAt(pos); pos < stop; i++) {
-      const c = this.#chunks[i]!;
-      const within = pos - this.#offsets[i]!;
-      const n = Math.min(c.length - within, stop - pos);
-      out.push(within === 0 && n === c.length ? c : c.subarray(within, within + n));
-      pos += n;
-    }
-    return out;
   }
 
   /** Bytes `[from, to)` as a new buffer. */

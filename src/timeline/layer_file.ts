@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import * as zlib from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
@@ -146,23 +146,26 @@ export function parseLayerFileName(name: string): { start: Lsn; end: Lsn } | und
 }
 
 /**
- * Most bytes handed to one `writev` (the token is checked between them). On the benchmark
- * machine 4 MiB did best: 1 MiB was as fast as copying into one buffer first, and 16 MiB
- * made the whole ingest ~45% slower (larger writes, slower page-cache work in the kernel).
+ * The buffers WAL chunks are copied into before they are written, kept for the next layer:
+ * a new 1 MiB buffer per layer was new memory (page faults) every time.
  */
-const WRITE_BATCH_BYTES = 4 << 20;
-/** Most buffers handed to one `writev` (below IOV_MAX, 1024 on Linux). */
-const WRITE_BATCH_BUFFERS = 1000;
+const copyBuffers: Buffer[] = [];
+/** Buffers kept (one per layer write running at the same time). */
+const MAX_COPY_BUFFERS = 4;
 
 /**
  * Writes a frozen layer as `<dir>/<start>-<end>.layer`: to a temporary file first,
  * fsynced, renamed into place, and the directory fsynced, so the file is either whole
  * or absent after a crash (`fsync: false` skips the fsyncs: for tests and benchmarks
- * only). Uncompressed WAL goes to `writev` straight from the layer's own buffers, with
- * no copy, and its chunk CRCs are the ones the layer computed as the bytes came in. Checks `token` between writes
- * (a cancelled write removes its temporary file and throws `CancelledError`). Returns the
- * file's name and size, and the file opened for reading: its tables come from memory,
- * not read back.
+ * only). Checks `token` between chunks (a cancelled write removes its temporary file and
+ * throws `CancelledError`). Returns the file's name and size, and the file opened for
+ * reading: its tables come from memory, not read back.
+ *
+ * The WAL is copied chunk by chunk into one reused buffer, which is then written. Handing
+ * the layer's own buffers (views of the socket's reads) to `writev` instead saves the copy
+ * but, on the benchmark machine (a KVM guest), the kernel then spent 0.4-0.8 s more system
+ * time per 611 MB copying them into the page cache than from one buffer the copy had just
+ * brought into cache, far more than the copy costs (see BENCHMARKS.md).
  *
  * @example
  * ```ts
@@ -182,67 +185,45 @@ export async function writeLayerFile(
   const compression = checkLayerCompression(options.compression ?? "none");
   const name = layerFileName(layer.start, layer.end);
   const tmp = join(dir, `${name}.tmp`);
-  const chunkCount = Math.ceil(layer.size / LAYER_CHUNK_SIZE);
-  const header = Buffer.alloc(HEADER);
-  MAGIC.copy(header, 0);
-  header.writeUInt32LE(FORMAT_VERSION, 8);
-  header.writeUInt32LE(COMPRESSION_CODES[compression], 12);
-  header.writeBigUInt64LE(layer.start, 16);
-  header.writeBigUInt64LE(layer.end, 24);
-  header.writeBigUInt64LE(meta.systemId, 32);
-  header.writeUInt32LE(meta.pgTimeline, 40);
-  header.writeUInt32LE(meta.pgVersion, 44);
-  header.writeUInt32LE(layer.records.length, 48);
-  header.writeUInt32LE(layer.blocks.length, 52);
-  header.writeUInt32LE(chunkCount, 56);
-  header.writeUInt32LE(LAYER_CHUNK_SIZE, 60);
   const file = await open(tmp, "w");
   let closed = false;
   try {
-    // The file's bytes in order, written in batches: header, WAL chunks, tables, footer.
-    let pending: Buffer[] = [header];
-    let pendingBytes = HEADER;
-    let position = 0;
-    const flush = async () => {
-      token.throwIfCancelled();
-      await writevAll(file, pending, position);
-      position += pendingBytes;
-      pending = [];
-      pendingBytes = 0;
-    };
-    const add = async (piece: Buffer) => {
-      pending.push(piece);
-      pendingBytes += piece.length;
-      if (pendingBytes >= WRITE_BATCH_BYTES || pending.length >= WRITE_BATCH_BUFFERS) await flush();
-    };
+    const chunkCount = Math.ceil(layer.size / LAYER_CHUNK_SIZE);
+    const header = Buffer.alloc(HEADER);
+    MAGIC.copy(header, 0);
+    header.writeUInt32LE(FORMAT_VERSION, 8);
+    header.writeUInt32LE(COMPRESSION_CODES[compression], 12);
+    header.writeBigUInt64LE(layer.start, 16);
+    header.writeBigUInt64LE(layer.end, 24);
+    header.writeBigUInt64LE(meta.systemId, 32);
+    header.writeUInt32LE(meta.pgTimeline, 40);
+    header.writeUInt32LE(meta.pgVersion, 44);
+    header.writeUInt32LE(layer.records.length, 48);
+    header.writeUInt32LE(layer.blocks.length, 52);
+    header.writeUInt32LE(chunkCount, 56);
+    header.writeUInt32LE(LAYER_CHUNK_SIZE, 60);
+    await file.write(header, 0, HEADER, 0);
+
     const chunkTable = Buffer.alloc(chunkCount * 16);
     let offset = HEADER;
-    const buf =
-      compression === "none"
-        ? undefined
-        : Buffer.allocUnsafe(Math.min(LAYER_CHUNK_SIZE, Math.max(layer.size, 1)));
-    for (let i = 0; i < chunkCount; i++) {
-      const from = layer.start + BigInt(i * LAYER_CHUNK_SIZE);
-      const n = Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE);
-      const to = from + BigInt(n);
-      let stored = n;
-      let crc = 0;
-      if (buf === undefined) {
-        crc = layer.chunkCrc(i);
-        for (const view of layer.views(from, to)) await add(view);
-      } else {
+    const buf = copyBuffers.pop() ?? Buffer.allocUnsafeSlow(LAYER_CHUNK_SIZE);
+    try {
+      for (let i = 0; i < chunkCount; i++) {
         token.throwIfCancelled();
+        const from = layer.start + BigInt(i * LAYER_CHUNK_SIZE);
+        const to = from + BigInt(Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE));
+        const n = Number(to - from);
         layer.copyTo(from, to, buf, 0);
         // The CRC covers the stored bytes, so damage is caught before any decompression.
         const data = await compressChunk(buf.subarray(0, n), compression);
-        crc = crc32c(data);
-        stored = data.length;
-        await add(data);
+        chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
+        chunkTable.writeUInt32LE(data.length, i * 16 + 8);
+        chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
+        await file.write(data, 0, data.length, offset);
+        offset += data.length;
       }
-      chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
-      chunkTable.writeUInt32LE(stored, i * 16 + 8);
-      chunkTable.writeUInt32LE(crc, i * 16 + 12);
-      offset += stored;
+    } finally {
+      if (copyBuffers.length < MAX_COPY_BUFFERS) copyBuffers.push(buf);
     }
     const records = layer.records.serialize();
     const blocks = (layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy()).serialize();
@@ -257,42 +238,27 @@ export async function writeLayerFile(
     crc = crc32c(footer.subarray(0, 24), crc);
     footer.writeUInt32LE(crc, 24);
     END_MAGIC.copy(footer, 28);
-    const meta = Buffer.concat([chunkTable, records, blocks]);
-    await add(meta);
-    await add(footer);
-    await flush();
-    const size = position;
+    const tail = Buffer.concat([chunkTable, records, blocks, footer]);
+    await file.write(tail, 0, tail.length, offset);
     token.throwIfCancelled();
     if (fsync) await file.sync();
     await file.close();
     closed = true;
     await rename(tmp, join(dir, name));
     if (fsync) await fsyncDir(dir);
-    return {
-      name,
+    const size = offset + tail.length;
+    const opened = DiskLayer.fromWritten(
+      join(dir, name),
       size,
-      layer: DiskLayer.fromWritten(join(dir, name), size, header, footer, meta),
-    };
+      header,
+      footer,
+      tail.subarray(0, tail.length - FOOTER),
+    );
+    return { name, size, layer: opened };
   } catch (error) {
     if (!closed) await file.close().catch(() => {});
     await rm(tmp, { force: true });
     throw error;
-  }
-}
-
-/** Writes all of `buffers` at `position`, however many calls it takes. */
-async function writevAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let rest = buffers;
-  let at = position;
-  while (rest.length > 0) {
-    const { bytesWritten } = await file.writev(rest, at);
-    at += bytesWritten;
-    let n = bytesWritten;
-    let k = 0;
-    while (k < rest.length && n >= rest[k]!.length) n -= rest[k++]!.length;
-    if (k === rest.length) return;
-    if (bytesWritten === 0) throw new Error(`writev wrote nothing at offset ${at}`);
-    rest = [rest[k]!.subarray(n), ...rest.slice(k + 1)];
   }
 }
 
