@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   CancellationToken,
   CancelledError,
@@ -86,7 +86,11 @@ export interface TimelineOptions {
   layerSize?: number;
   /** Ingest waits while more frozen layers than this await flushing. Default 2. */
   maxFrozenLayers?: number;
-  /** Ingest waits while frozen layers hold more bytes than this. Default 2 × layerSize. */
+  /**
+   * Ingest waits while frozen layers hold more bytes than this. Default 3 × layerSize, so
+   * that `maxFrozenLayers` layers (each a little over `layerSize`: a layer is cut at the
+   * first record end past it) fit.
+   */
   maxFrozenBytes?: number;
   /**
    * Writes a frozen layer file (default {@linkcode writeLayerFile}); a wrapper can
@@ -141,6 +145,21 @@ interface Frozen {
   readonly nextRecordLsn: Lsn;
   readonly lastRecordEnd: Lsn;
 }
+
+/** A layer file being written by the flush task. */
+interface FlushWrite {
+  readonly item: Frozen;
+  /** Set once the write has ended. */
+  outcome: { disk: DiskLayer; size: number } | { error: unknown } | undefined;
+  /** Settles (never rejects) once `outcome` is set and the flush task has been woken. */
+  done: Promise<void>;
+}
+
+/**
+ * Layer files written at the same time: with fsync, most of a layer's flush is waiting for
+ * the disk, and the next layer's file can be written meanwhile. Published in order.
+ */
+const FLUSH_CONCURRENCY = 2;
 
 /** A layer a read can be served from. */
 type AnyLayer = { kind: "disk"; layer: DiskLayer } | { kind: "memory"; layer: InMemoryLayer };
@@ -224,7 +243,8 @@ export class Timeline {
   readonly #disk: SeqWait<Lsn>;
   readonly #remote: SeqWait<Lsn>;
   readonly #flushBarriers = new Set<(token: CancellationToken) => Promise<void>>();
-  readonly #frozenCount = new SeqWait<number>(0, { name: "frozen layers" });
+  /** Advanced whenever the flush task may have work: a layer frozen, a layer file written. */
+  readonly #flushWork = new SeqWait<number>(0, { name: "flush work" });
   readonly #flushedCount = new SeqWait<number>(0, { name: "flushed layers" });
   #flushTask: Task<void> | undefined;
   #walReceiver: { token: CancellationToken; gate: Gate } | undefined;
@@ -249,7 +269,7 @@ export class Timeline {
     this.#layerSize = positive(options.layerSize ?? DEFAULT_LAYER_SIZE, "layerSize");
     this.#maxFrozenLayers = positive(options.maxFrozenLayers ?? 2, "maxFrozenLayers");
     this.#maxFrozenBytes = positive(
-      options.maxFrozenBytes ?? 2 * this.#layerSize,
+      options.maxFrozenBytes ?? 3 * this.#layerSize,
       "maxFrozenBytes",
     );
     this.#readOnly = readOnly;
@@ -753,7 +773,7 @@ export class Timeline {
       lastRecordEnd: this.#recordEnd,
     });
     this.#frozenBytes += frozen.size;
-    this.#frozenCount.advance(this.#frozenCount.load() + 1);
+    this.#flushWork.advance(this.#flushWork.load() + 1);
     return at;
   }
 
@@ -767,59 +787,114 @@ export class Timeline {
     }
   }
 
+  /**
+   * The flush task: writes frozen layers as files, oldest first, up to
+   * `FLUSH_CONCURRENCY` at a time, and publishes each (index replaced, `diskConsistentLsn`
+   * advanced) in order once its file is written: a layer's write into the page cache runs
+   * while the one before it waits for its fsyncs. A failed write or publish breaks the
+   * timeline; every write started is awaited before the task ends.
+   */
   async #flushLoop(ctx: RequestContext): Promise<void> {
     let flushed = 0;
-    while (true) {
-      try {
-        await this.#frozenCount.wait(flushed + 1, {
-          token: ctx.token,
-          timeoutMs: this.#maxLayerAgeMs,
-        });
-      } catch (error) {
-        if (error instanceof ShutdownError) return;
-        if (!(error instanceof TimeoutError)) throw error;
-        // A quiet source: make what arrived durable anyway, so the flush position reported to
-        // the server (and a slot's restart point) keeps moving.
-        if (
-          this.#state === "active" &&
-          !this.#ingestClosed &&
-          Date.now() - this.#openedAt >= this.#maxLayerAgeMs
-        ) {
-          this.#freezeOpen();
+    /** Writes under way, oldest first: `writing[i]` is the file of `#frozen[i]`. */
+    const writing: FlushWrite[] = [];
+    try {
+      while (true) {
+        const seen = this.#flushWork.load();
+        while (writing.length < FLUSH_CONCURRENCY && writing.length < this.#frozen.length) {
+          writing.push(this.#startWrite(this.#frozen[writing.length]!, ctx.token));
         }
-        continue;
+        const head = writing[0];
+        if (head?.outcome !== undefined) {
+          writing.shift();
+          try {
+            if ("error" in head.outcome) throw head.outcome.error;
+            await this.#publish(head.item, head.outcome.disk, head.outcome.size, ctx.token);
+          } catch (error) {
+            if (error instanceof CancelledError) throw error;
+            this.#state = "broken";
+            this.#broken = error as Error;
+            this.#lastRecord.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            this.#disk.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            this.#flushedCount.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            throw error;
+          }
+          this.#frozen.shift();
+          this.#frozenBytes -= head.item.layer.size;
+          flushed++;
+          this.#flushedCount.advance(flushed);
+          continue;
+        }
+        try {
+          await this.#flushWork.wait(seen + 1, {
+            token: ctx.token,
+            // Nothing in flight: a quiet source's open layer is frozen once it is old enough.
+            ...(writing.length === 0 ? { timeoutMs: this.#maxLayerAgeMs } : {}),
+          });
+        } catch (error) {
+          if (error instanceof ShutdownError) return;
+          if (!(error instanceof TimeoutError)) throw error;
+          // A quiet source: make what arrived durable anyway, so the flush position reported to
+          // the server (and a slot's restart point) keeps moving.
+          if (
+            this.#state === "active" &&
+            !this.#ingestClosed &&
+            Date.now() - this.#openedAt >= this.#maxLayerAgeMs
+          ) {
+            this.#freezeOpen();
+          }
+        }
       }
-      const item = this.#frozen[0]!;
-      try {
-        await this.#flushOne(item, ctx.token);
-      } catch (error) {
-        if (error instanceof CancelledError) throw error;
-        this.#state = "broken";
-        this.#broken = error as Error;
-        this.#lastRecord.shutdown(
-          new TimelineStateError(this.id, "broken", (error as Error).message),
-        );
-        this.#disk.shutdown(new TimelineStateError(this.id, "broken", (error as Error).message));
-        this.#flushedCount.shutdown(
-          new TimelineStateError(this.id, "broken", (error as Error).message),
-        );
-        throw error;
-      }
-      this.#frozen.shift();
-      this.#frozenBytes -= item.layer.size;
-      flushed++;
-      this.#flushedCount.advance(flushed);
+    } finally {
+      // Their outcomes are recorded, never thrown: this only waits for them to end.
+      for (const w of writing) await w.done;
     }
   }
 
-  async #flushOne(item: Frozen, token: CancellationToken): Promise<void> {
-    const { layer, meta } = item;
-    const written = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
+  /** Starts writing `item`'s layer file; the outcome is recorded on the returned write. */
+  #startWrite(item: Frozen, token: CancellationToken): FlushWrite {
+    const w: FlushWrite = { item, outcome: undefined, done: Promise.resolve() };
+    // Wakes the flush task, which may be waiting for this write (advancing never throws).
+    const wake = () => this.#flushWork.advance(this.#flushWork.load() + 1);
+    w.done = this.#writeFile(item, token).then(
+      (written) => {
+        w.outcome = written;
+        wake();
+      },
+      (error: unknown) => {
+        w.outcome = { error };
+        wake();
+      },
+    );
+    return w;
+  }
+
+  async #writeFile(
+    item: Frozen,
+    token: CancellationToken,
+  ): Promise<{ disk: DiskLayer; size: number }> {
+    const written = await this.#writeLayer(join(this.dir, "layers"), item.layer, item.meta, token, {
       fsync: this.#fsync,
       compression: this.#compression,
     });
-    const { name, size } = written;
-    const disk = written.layer ?? (await DiskLayer.open(join(this.dir, "layers", name)));
+    const disk = written.layer ?? (await DiskLayer.open(join(this.dir, "layers", written.name)));
+    return { disk, size: written.size };
+  }
+
+  /** Lists a written layer file in the index (replaced atomically) and advances the LSNs. */
+  async #publish(
+    item: Frozen,
+    disk: DiskLayer,
+    size: number,
+    token: CancellationToken,
+  ): Promise<void> {
+    const { layer, meta } = item;
     const index: TimelineIndex = {
       ...this.#index,
       systemId: meta.systemId,
@@ -832,7 +907,13 @@ export class Timeline {
       history: [...this.#history],
       layers: [
         ...this.#index.layers,
-        { file: name, start: layer.start, end: layer.end, size, records: layer.records.length },
+        {
+          file: basename(disk.path),
+          start: layer.start,
+          end: layer.end,
+          size,
+          records: layer.records.length,
+        },
       ],
     };
     token.throwIfCancelled();
@@ -1176,7 +1257,7 @@ export class Timeline {
     this.cancel.cancel(`${this.#shutdownMode} shutdown`);
     this.#lastRecord.shutdown(new TimelineShutdownError(this.id));
     this.#disk.shutdown(new TimelineShutdownError(this.id));
-    this.#frozenCount.shutdown();
+    this.#flushWork.shutdown();
     this.#flushedCount.shutdown(new TimelineShutdownError(this.id));
     await this.gate.close();
     // Joined so its end is accounted for; a failed flush already marked the timeline broken.
