@@ -7,11 +7,16 @@
  * sets pgbench's scale). Each tool streams the whole backlog through its own slot, from the
  * slot's restart point to the same end LSN, with its default durability (pg_receivewal
  * fsyncs each finished segment; Tideline fsyncs every layer file and its index), and
- * again both without fsync (`--no-sync`). Each
+ * again both without fsync (`--no-sync`). The page cache is synced once before the rounds,
+ * and each run's output is deleted right after it, so writeback of one run's (or the
+ * server's) dirty pages does not land in another run's fsyncs. Each
  * measurement is the tool's whole process, wall time; the order alternates over the
  * rounds and the median is reported. Tideline also decodes and indexes every record.
+ *
+ * With TIDELINE_BENCH_INGEST_BASELINE=/path/to/another/dist/service/cli/main.js, that build
+ * of Tideline runs in every round too (rows "... (baseline)"): a before/after in one run.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +25,7 @@ import { HAVE_PG15, PG15_BIN, startCluster } from "../test/support/postgres.js";
 
 const ROUNDS = Number(process.env.TIDELINE_BENCH_ROUNDS ?? 3);
 const SCALE = Number(process.env.TIDELINE_BENCH_INGEST_SCALE ?? 45);
+const BASELINE = process.env.TIDELINE_BENCH_INGEST_BASELINE;
 
 function time(cmd: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -34,6 +40,18 @@ function time(cmd: string, args: string[]): Promise<number> {
   });
 }
 
+/**
+ * Times one run, then removes what it wrote (untimed): dirty pages of a deleted file are
+ * dropped, not written back, so no run's writeback lands in a later run's fsyncs.
+ */
+async function timeThenRemove(out: string, cmd: string, args: string[]): Promise<number> {
+  try {
+    return await time(cmd, args);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
@@ -46,11 +64,12 @@ async function main() {
       wal_keep_size: "4GB",
       max_wal_size: "4GB",
       max_wal_senders: 6,
-      max_replication_slots: 20,
+      max_replication_slots: Math.max(20, ROUNDS * 6 + 4),
     },
   });
   try {
-    const slots = Array.from({ length: ROUNDS * 4 }, (_, i) => `bench_${i}`);
+    const perRound = BASELINE === undefined ? 4 : 6;
+    const slots = Array.from({ length: ROUNDS * perRound }, (_, i) => `bench_${i}`);
     await pg.sql(
       slots.map((s) => `SELECT pg_create_physical_replication_slot('${s}', true);`).join("\n"),
     );
@@ -66,12 +85,17 @@ async function main() {
     console.log(
       `backlog: ${(bytes / 1e6).toFixed(0)} MB of WAL, made in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
     );
+    // The server (fsync off) leaves its writes dirty in the page cache; the first tool to
+    // fsync would pay for writing them back (a 12 s outlier in earlier runs). Start clean.
+    spawnSync("sync");
     const url = `postgres://postgres@127.0.0.1:${pg.port}/postgres`;
     const results: Record<string, number[]> = {
       "pg_receivewal -E": [],
       "tideline ingest --end-lsn": [],
+      ...(BASELINE !== undefined ? { "tideline ingest --end-lsn (baseline)": [] } : {}),
       "pg_receivewal -E --no-sync": [],
       "tideline ingest --end-lsn --no-sync": [],
+      ...(BASELINE !== undefined ? { "tideline ingest --end-lsn --no-sync (baseline)": [] } : {}),
     };
     for (let round = 0; round < ROUNDS; round++) {
       const dir = mkdtempSync(join(tmpdir(), "tideline-bench-ingest-"));
@@ -79,7 +103,7 @@ async function main() {
         const out = join(dir, `receivewal-${slot}`);
         mkdirSync(out);
         results[label]!.push(
-          await time(join(PG15_BIN, "pg_receivewal"), [
+          await timeThenRemove(out, join(PG15_BIN, "pg_receivewal"), [
             "-d",
             `host=127.0.0.1 port=${pg.port} user=postgres`,
             "-D",
@@ -93,29 +117,44 @@ async function main() {
           ]),
         );
       };
-      const tideline = (slot: string, extra: string[], label: string) => async () => {
-        results[label]!.push(
-          await time(process.execPath, [
-            "dist/service/cli/main.js",
-            "ingest",
-            "--source",
-            url,
-            "--slot",
-            slot,
-            "--data-dir",
-            join(dir, `tideline-${slot}`),
-            "--end-lsn",
-            endText,
-            ...extra,
-          ]),
-        );
-      };
+      const tideline =
+        (slot: string, extra: string[], label: string, main = "dist/service/cli/main.js") =>
+        async () => {
+          const out = join(dir, `tideline-${slot}`);
+          results[label]!.push(
+            await timeThenRemove(out, process.execPath, [
+              main,
+              "ingest",
+              "--source",
+              url,
+              "--slot",
+              slot,
+              "--data-dir",
+              out,
+              "--end-lsn",
+              endText,
+              ...extra,
+            ]),
+          );
+        };
+      const slot = (k: number) => slots[round * perRound + k]!;
       const runs = [
-        receivewal(slots[round * 4]!, [], "pg_receivewal -E"),
-        tideline(slots[round * 4 + 1]!, [], "tideline ingest --end-lsn"),
-        receivewal(slots[round * 4 + 2]!, ["--no-sync"], "pg_receivewal -E --no-sync"),
-        tideline(slots[round * 4 + 3]!, ["--no-sync"], "tideline ingest --end-lsn --no-sync"),
+        receivewal(slot(0), [], "pg_receivewal -E"),
+        tideline(slot(1), [], "tideline ingest --end-lsn"),
+        receivewal(slot(2), ["--no-sync"], "pg_receivewal -E --no-sync"),
+        tideline(slot(3), ["--no-sync"], "tideline ingest --end-lsn --no-sync"),
       ];
+      if (BASELINE !== undefined) {
+        runs.splice(2, 0, tideline(slot(4), [], "tideline ingest --end-lsn (baseline)", BASELINE));
+        runs.push(
+          tideline(
+            slot(5),
+            ["--no-sync"],
+            "tideline ingest --end-lsn --no-sync (baseline)",
+            BASELINE,
+          ),
+        );
+      }
       if (round % 2 === 1) runs.reverse();
       for (const run of runs) await run();
       rmSync(dir, { recursive: true, force: true });

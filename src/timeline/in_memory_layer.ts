@@ -71,7 +71,16 @@ export class InMemoryLayer {
 
   /** Indexes a decoded record that lies in this layer. */
   addRecord(rec: WalRecord): void {
-    const row = this.records.push(rec.lsn, rec.end, rec.xid, rec.totLen, rec.rmid, rec.info);
+    const row = this.records.pushParts(
+      rec.lsnHi,
+      rec.lsnLo,
+      rec.endHi,
+      rec.endLo,
+      rec.xid,
+      rec.totLen,
+      rec.rmid,
+      rec.info,
+    );
     for (const b of rec.blocks) {
       const flags =
         (b.hasImage ? BLOCK_HAS_IMAGE : 0) |

@@ -21,7 +21,6 @@ import { open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import * as zlib from "node:zlib";
 import { crc32c } from "@node-rs/crc32";
-import * as lz4 from "lz4-napi";
 import type { CancellationToken } from "../lifecycle/index.js";
 import type { Lsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
@@ -69,8 +68,17 @@ export function checkLayerCompression(compression: unknown): LayerCompression {
   return compression;
 }
 
+type Lz4 = typeof import("lz4-napi");
+let lz4Module: Lz4 | undefined;
+
+/** lz4-napi, loaded on first use: most timelines do not compress, and it costs start-up time. */
+async function loadLz4(): Promise<Lz4> {
+  lz4Module ??= await import("lz4-napi");
+  return lz4Module;
+}
+
 async function compressChunk(data: Buffer, compression: LayerCompression): Promise<Buffer> {
-  if (compression === "lz4") return lz4.compress(data);
+  if (compression === "lz4") return (await loadLz4()).compress(data);
   if (compression === "zstd") {
     return new Promise((resolve, reject) =>
       zstd.zstdCompress!(data, (err, out) => (err ? reject(err) : resolve(out))),
@@ -79,9 +87,10 @@ async function compressChunk(data: Buffer, compression: LayerCompression): Promi
   return data;
 }
 
-function decompressChunk(stored: Buffer, code: number, path: string): Buffer {
+/** `lz4` must be loaded (`loadLz4`) before an lz4 chunk is decompressed. */
+function decompressChunk(stored: Buffer, code: number, path: string, lz4: Lz4 | undefined): Buffer {
   if (code === 0) return stored;
-  if (code === 1) return lz4.uncompressSync(stored);
+  if (code === 1) return lz4!.uncompressSync(stored);
   if (code === 2) {
     if (zstd.zstdDecompressSync === undefined) {
       throw new LayerCorruptError(
@@ -137,11 +146,26 @@ export function parseLayerFileName(name: string): { start: Lsn; end: Lsn } | und
 }
 
 /**
+ * The buffers WAL chunks are copied into before they are written, kept for the next layer:
+ * a new 1 MiB buffer per layer was new memory (page faults) every time.
+ */
+const copyBuffers: Buffer[] = [];
+/** Buffers kept (one per layer write running at the same time). */
+const MAX_COPY_BUFFERS = 4;
+
+/**
  * Writes a frozen layer as `<dir>/<start>-<end>.layer`: to a temporary file first,
  * fsynced, renamed into place, and the directory fsynced, so the file is either whole
  * or absent after a crash (`fsync: false` skips the fsyncs: for tests and benchmarks
- * only). Checks `token` between chunks (a cancelled write removes
- * its temporary file and throws `CancelledError`). Returns the file's name and size.
+ * only). Checks `token` between chunks (a cancelled write removes its temporary file and
+ * throws `CancelledError`). Returns the file's name and size, and the file opened for
+ * reading: its tables come from memory, not read back.
+ *
+ * The WAL is copied chunk by chunk into one reused buffer, which is then written. Handing
+ * the layer's own buffers (views of the socket's reads) to `writev` instead saves the copy
+ * but, on the benchmark machine (a KVM guest), the kernel then spent 0.4-0.8 s more system
+ * time per 611 MB copying them into the page cache than from one buffer the copy had just
+ * brought into cache, far more than the copy costs (see BENCHMARKS.md).
  *
  * @example
  * ```ts
@@ -155,7 +179,7 @@ export async function writeLayerFile(
   meta: LayerMeta,
   token: CancellationToken,
   options: { fsync?: boolean; compression?: LayerCompression } = {},
-): Promise<{ name: string; size: number }> {
+): Promise<{ name: string; size: number; layer?: DiskLayer }> {
   if (!layer.frozen) throw new TypeError("Only a frozen layer can be written");
   const fsync = options.fsync ?? true;
   const compression = checkLayerCompression(options.compression ?? "none");
@@ -182,20 +206,24 @@ export async function writeLayerFile(
 
     const chunkTable = Buffer.alloc(chunkCount * 16);
     let offset = HEADER;
-    const buf = Buffer.allocUnsafe(Math.min(LAYER_CHUNK_SIZE, Math.max(layer.size, 1)));
-    for (let i = 0; i < chunkCount; i++) {
-      token.throwIfCancelled();
-      const from = layer.start + BigInt(i * LAYER_CHUNK_SIZE);
-      const to = from + BigInt(Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE));
-      const n = Number(to - from);
-      layer.copyTo(from, to, buf, 0);
-      // The CRC covers the stored bytes, so damage is caught before any decompression.
-      const data = await compressChunk(buf.subarray(0, n), compression);
-      chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
-      chunkTable.writeUInt32LE(data.length, i * 16 + 8);
-      chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
-      await file.write(data, 0, data.length, offset);
-      offset += data.length;
+    const buf = copyBuffers.pop() ?? Buffer.allocUnsafeSlow(LAYER_CHUNK_SIZE);
+    try {
+      for (let i = 0; i < chunkCount; i++) {
+        token.throwIfCancelled();
+        const from = layer.start + BigInt(i * LAYER_CHUNK_SIZE);
+        const to = from + BigInt(Math.min(LAYER_CHUNK_SIZE, layer.size - i * LAYER_CHUNK_SIZE));
+        const n = Number(to - from);
+        layer.copyTo(from, to, buf, 0);
+        // The CRC covers the stored bytes, so damage is caught before any decompression.
+        const data = await compressChunk(buf.subarray(0, n), compression);
+        chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
+        chunkTable.writeUInt32LE(data.length, i * 16 + 8);
+        chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
+        await file.write(data, 0, data.length, offset);
+        offset += data.length;
+      }
+    } finally {
+      if (copyBuffers.length < MAX_COPY_BUFFERS) copyBuffers.push(buf);
     }
     const records = layer.records.serialize();
     const blocks = (layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy()).serialize();
@@ -218,7 +246,15 @@ export async function writeLayerFile(
     closed = true;
     await rename(tmp, join(dir, name));
     if (fsync) await fsyncDir(dir);
-    return { name, size: offset + tail.length };
+    const size = offset + tail.length;
+    const opened = DiskLayer.fromWritten(
+      join(dir, name),
+      size,
+      header,
+      footer,
+      tail.subarray(0, tail.length - FOOTER),
+    );
+    return { name, size, layer: opened };
   } catch (error) {
     if (!closed) await file.close().catch(() => {});
     await rm(tmp, { force: true });
@@ -285,59 +321,94 @@ export class DiskLayer {
     const file = await open(path, "r");
     try {
       const { size } = await file.stat();
-      const bad = (detail: string) => new LayerCorruptError(path, detail);
-      if (size < HEADER + FOOTER) throw bad(`only ${size} bytes`);
+      if (size < HEADER + FOOTER) throw new LayerCorruptError(path, `only ${size} bytes`);
       const header = Buffer.alloc(HEADER);
       await file.read(header, 0, HEADER, 0);
-      if (!header.subarray(0, 8).equals(MAGIC)) throw bad("bad magic (not a Tideline layer file)");
-      const version = header.readUInt32LE(8);
-      if (version !== FORMAT_VERSION)
-        throw bad(`format version ${version}, expected ${FORMAT_VERSION}`);
       const footer = Buffer.alloc(FOOTER);
       await file.read(footer, 0, FOOTER, size - FOOTER);
-      if (!footer.subarray(28).equals(END_MAGIC)) throw bad("no footer (torn write?)");
-      const chunkAt = Number(footer.readBigUInt64LE(0));
-      const recordAt = Number(footer.readBigUInt64LE(8));
-      const blockAt = Number(footer.readBigUInt64LE(16));
-      if (
-        !(
-          HEADER <= chunkAt &&
-          chunkAt <= recordAt &&
-          recordAt <= blockAt &&
-          blockAt <= size - FOOTER
-        )
-      ) {
-        throw bad("impossible table offsets");
-      }
+      const chunkAt = DiskLayer.#check(path, size, header, footer);
       const meta = Buffer.alloc(size - FOOTER - chunkAt);
       await file.read(meta, 0, meta.length, chunkAt);
-      let crc = crc32c(header);
-      crc = crc32c(meta, crc);
-      crc = crc32c(footer.subarray(0, 24), crc);
-      if (crc !== footer.readUInt32LE(24)) throw bad("metadata CRC mismatch");
-      const records = header.readUInt32LE(48);
-      const blocks = header.readUInt32LE(52);
-      const chunks = header.readUInt32LE(56);
-      if (recordAt - chunkAt !== chunks * 16) throw bad("chunk table size mismatch");
-      if (blockAt - recordAt !== records * RecordTable.ROW_BYTES)
-        throw bad("record table size mismatch");
-      if (size - FOOTER - blockAt !== blocks * BlockTable.ROW_BYTES)
-        throw bad("block table size mismatch");
-      const layer = new DiskLayer(
-        path,
-        header,
-        size,
-        meta.subarray(0, chunks * 16),
-        RecordTable.deserialize(meta.subarray(recordAt - chunkAt), records),
-        BlockTable.deserialize(meta.subarray(blockAt - chunkAt), blocks),
-      );
-      const expectedName = layerFileName(layer.start, layer.end);
-      if (basename(path) !== expectedName)
-        throw bad(`its range says it should be named ${expectedName}`);
-      return layer;
+      return DiskLayer.#parse(path, size, header, footer, meta);
     } finally {
       await file.close();
     }
+  }
+
+  /**
+   * The layer file just written by {@linkcode writeLayerFile}, from the bytes it wrote
+   * (header, footer, and the tables between the WAL and the footer), checked exactly as
+   * {@linkcode open} checks them, without reading the file back.
+   */
+  static fromWritten(
+    path: string,
+    size: number,
+    header: Buffer,
+    footer: Buffer,
+    meta: Buffer,
+  ): DiskLayer {
+    const chunkAt = DiskLayer.#check(path, size, header, footer);
+    if (meta.length !== size - FOOTER - chunkAt) {
+      throw new LayerCorruptError(path, "metadata size mismatch");
+    }
+    return DiskLayer.#parse(path, size, header, footer, meta);
+  }
+
+  /** Checks the header and footer; returns where the metadata (chunk table on) begins. */
+  static #check(path: string, size: number, header: Buffer, footer: Buffer): number {
+    const bad = (detail: string) => new LayerCorruptError(path, detail);
+    if (!header.subarray(0, 8).equals(MAGIC)) throw bad("bad magic (not a Tideline layer file)");
+    const version = header.readUInt32LE(8);
+    if (version !== FORMAT_VERSION)
+      throw bad(`format version ${version}, expected ${FORMAT_VERSION}`);
+    if (!footer.subarray(28).equals(END_MAGIC)) throw bad("no footer (torn write?)");
+    const chunkAt = Number(footer.readBigUInt64LE(0));
+    const recordAt = Number(footer.readBigUInt64LE(8));
+    const blockAt = Number(footer.readBigUInt64LE(16));
+    if (
+      !(HEADER <= chunkAt && chunkAt <= recordAt && recordAt <= blockAt && blockAt <= size - FOOTER)
+    ) {
+      throw bad("impossible table offsets");
+    }
+    return chunkAt;
+  }
+
+  /** Verifies the metadata CRC and the table sizes, and loads the tables. */
+  static #parse(
+    path: string,
+    size: number,
+    header: Buffer,
+    footer: Buffer,
+    meta: Buffer,
+  ): DiskLayer {
+    const bad = (detail: string) => new LayerCorruptError(path, detail);
+    const chunkAt = Number(footer.readBigUInt64LE(0));
+    const recordAt = Number(footer.readBigUInt64LE(8));
+    const blockAt = Number(footer.readBigUInt64LE(16));
+    let crc = crc32c(header);
+    crc = crc32c(meta, crc);
+    crc = crc32c(footer.subarray(0, 24), crc);
+    if (crc !== footer.readUInt32LE(24)) throw bad("metadata CRC mismatch");
+    const records = header.readUInt32LE(48);
+    const blocks = header.readUInt32LE(52);
+    const chunks = header.readUInt32LE(56);
+    if (recordAt - chunkAt !== chunks * 16) throw bad("chunk table size mismatch");
+    if (blockAt - recordAt !== records * RecordTable.ROW_BYTES)
+      throw bad("record table size mismatch");
+    if (size - FOOTER - blockAt !== blocks * BlockTable.ROW_BYTES)
+      throw bad("block table size mismatch");
+    const layer = new DiskLayer(
+      path,
+      header,
+      size,
+      meta.subarray(0, chunks * 16),
+      RecordTable.deserialize(meta.subarray(recordAt - chunkAt), records),
+      BlockTable.deserialize(meta.subarray(blockAt - chunkAt), blocks),
+    );
+    const expectedName = layerFileName(layer.start, layer.end);
+    if (basename(path) !== expectedName)
+      throw bad(`its range says it should be named ${expectedName}`);
+    return layer;
   }
 
   /**
@@ -352,6 +423,7 @@ export class DiskLayer {
     if (out.length === 0) return out;
     const first = Math.floor(Number(from - this.start) / this.#chunkSize);
     const last = Math.floor((Number(to - this.start) - 1) / this.#chunkSize);
+    const lz4 = this.#compression === 1 ? await loadLz4() : undefined;
     const file = await open(this.path, "r");
     try {
       let written = 0;
@@ -366,7 +438,7 @@ export class DiskLayer {
             `CRC mismatch in chunk ${i} (WAL from ${this.start + BigInt(i * this.#chunkSize)})`,
           );
         }
-        const data = decompressChunk(stored, this.#compression, this.path);
+        const data = decompressChunk(stored, this.#compression, this.path, lz4);
         const rawLen = Math.min(this.#chunkSize, this.size - i * this.#chunkSize);
         if (data.length !== rawLen) {
           throw new LayerCorruptError(

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   CancellationToken,
   CancelledError,
@@ -27,6 +27,8 @@ import {
   type DumpRecordJson,
   formatLsn,
   type Lsn,
+  lsnAlign,
+  lsnFromParts,
   lsnMin,
   recordToJson,
   WalDecoder,
@@ -58,7 +60,7 @@ import {
   type BlockTable,
   type RecordTable,
 } from "./layer_tables.js";
-import { indexUpTo, nextRecordStart } from "./resume_point.js";
+import { indexUpTo } from "./resume_point.js";
 import { checkTimelineId } from "./timeline_id.js";
 import {
   readTimelineIndex,
@@ -88,7 +90,11 @@ export interface TimelineOptions {
   layerSize?: number;
   /** Ingest waits while more frozen layers than this await flushing. Default 2. */
   maxFrozenLayers?: number;
-  /** Ingest waits while frozen layers hold more bytes than this. Default 2 × layerSize. */
+  /**
+   * Ingest waits while frozen layers hold more bytes than this. Default 3 × layerSize, so
+   * that `maxFrozenLayers` layers (each a little over `layerSize`: a layer is cut at the
+   * first record end past it) fit.
+   */
   maxFrozenBytes?: number;
   /**
    * Writes a frozen layer file (default {@linkcode writeLayerFile}); a wrapper can
@@ -150,6 +156,21 @@ interface Frozen {
   readonly nextRecordLsn: Lsn;
   readonly lastRecordEnd: Lsn;
 }
+
+/** A layer file being written by the flush task. */
+interface FlushWrite {
+  readonly item: Frozen;
+  /** Set once the write has ended. */
+  outcome: { disk: DiskLayer; size: number } | { error: unknown } | undefined;
+  /** Settles (never rejects) once `outcome` is set and the flush task has been woken. */
+  done: Promise<void>;
+}
+
+/**
+ * Layer files written at the same time: with fsync, most of a layer's flush is waiting for
+ * the disk, and the next layer's file can be written meanwhile. Published in order.
+ */
+const FLUSH_CONCURRENCY = 2;
 
 /** A layer a read can be served from. */
 type AnyLayer = { kind: "disk"; slot: LayerSlot } | { kind: "memory"; layer: InMemoryLayer };
@@ -262,7 +283,8 @@ export class Timeline {
   readonly #disk: SeqWait<Lsn>;
   readonly #remote: SeqWait<Lsn>;
   readonly #flushBarriers = new Set<(token: CancellationToken) => Promise<void>>();
-  readonly #frozenCount = new SeqWait<number>(0, { name: "frozen layers" });
+  /** Advanced whenever the flush task may have work: a layer frozen, a layer file written. */
+  readonly #flushWork = new SeqWait<number>(0, { name: "flush work" });
   readonly #flushedCount = new SeqWait<number>(0, { name: "flushed layers" });
   #flushTask: Task<void> | undefined;
   #walReceiver: { token: CancellationToken; gate: Gate } | undefined;
@@ -287,7 +309,7 @@ export class Timeline {
     this.#layerSize = positive(options.layerSize ?? DEFAULT_LAYER_SIZE, "layerSize");
     this.#maxFrozenLayers = positive(options.maxFrozenLayers ?? 2, "maxFrozenLayers");
     this.#maxFrozenBytes = positive(
-      options.maxFrozenBytes ?? 2 * this.#layerSize,
+      options.maxFrozenBytes ?? 3 * this.#layerSize,
       "maxFrozenBytes",
     );
     this.#readOnly = readOnly;
@@ -768,16 +790,32 @@ export class Timeline {
           startLsn >= this.#feedFrom ? bytes : bytes.subarray(Number(this.#feedFrom - startLsn)),
         );
       }
+      // The end of the last record is kept as 32-bit halves inside the loop and made a
+      // bigint once per piece: per record, the bigints were most of ingest's garbage.
+      let endHi = -1;
+      let endLo = 0;
+      const recordEnd = () => {
+        if (endHi >= 0) {
+          this.#recordEnd = lsnFromParts(endHi, endLo);
+          // A switch record's end is its segment's end, already where the next one starts.
+          this.#nextRecordLsn = lsnAlign(this.#recordEnd);
+          endHi = -1;
+        }
+        return this.#recordEnd;
+      };
       try {
         for (let rec = this.#decoder.next(); rec !== undefined; rec = this.#decoder.next()) {
-          this.#addRecord(rec);
-          this.#recordEnd = rec.end;
+          this.#addRecord(rec, recordEnd);
+          endHi = rec.endHi;
+          endLo = rec.endLo;
         }
       } catch (error) {
+        recordEnd();
         this.#advanceLastRecord();
         this.#rewindToLastRecord();
         throw error;
       }
+      recordEnd();
       this.#advanceLastRecord();
       if (this.#open.size >= this.#layerSize) this.#freezeOpen();
       await this.#awaitRoom(ctx.token);
@@ -786,10 +824,10 @@ export class Timeline {
     }
   }
 
-  #addRecord(rec: WalRecord): void {
+  /** Indexes a record; `recordEnd()` gives the end of the record before it. */
+  #addRecord(rec: WalRecord, recordEnd: () => Lsn): void {
     this.#open.addRecord(rec);
     this.#recordsIngested++;
-    this.#nextRecordLsn = nextRecordStart(rec.rmid, rec.info, rec.end, this.#index.segmentSize);
     if (this.#meta.pgVersion === 0) this.#meta.pgVersion = checkVersion(this.#decoder.majorVersion);
     const sysId = this.#decoder.systemId;
     if (sysId !== undefined && this.#meta.systemId === 0n) this.#meta.systemId = sysId;
@@ -807,7 +845,7 @@ export class Timeline {
       const parent = data.readUInt32LE(12);
       if (timeline !== parent && !this.#history.some((h) => h.timeline === timeline)) {
         // The switch point is where WAL of the parent timeline ended: the end of the record before.
-        this.#history.push({ parent, timeline, switchLsn: this.#recordEnd });
+        this.#history.push({ parent, timeline, switchLsn: recordEnd() });
       }
     }
   }
@@ -879,7 +917,7 @@ export class Timeline {
       lastRecordEnd: this.#recordEnd,
     });
     this.#frozenBytes += frozen.size;
-    this.#frozenCount.advance(this.#frozenCount.load() + 1);
+    this.#flushWork.advance(this.#flushWork.load() + 1);
     return at;
   }
 
@@ -893,61 +931,116 @@ export class Timeline {
     }
   }
 
+  /**
+   * The flush task: writes frozen layers as files, oldest first, up to
+   * `FLUSH_CONCURRENCY` at a time, and publishes each (index replaced, `diskConsistentLsn`
+   * advanced) in order once its file is written: a layer's write into the page cache runs
+   * while the one before it waits for its fsyncs. A failed write or publish breaks the
+   * timeline; every write started is awaited before the task ends.
+   */
   async #flushLoop(ctx: RequestContext): Promise<void> {
     let flushed = 0;
-    while (true) {
-      try {
-        await this.#frozenCount.wait(flushed + 1, {
-          token: ctx.token,
-          timeoutMs: this.#maxLayerAgeMs,
-        });
-      } catch (error) {
-        if (error instanceof ShutdownError) return;
-        if (!(error instanceof TimeoutError)) throw error;
-        // A quiet source: make what arrived durable anyway, so the flush position reported to
-        // the server (and a slot's restart point) keeps moving.
-        if (
-          this.#state === "active" &&
-          !this.#ingestClosed &&
-          Date.now() - this.#openedAt >= this.#maxLayerAgeMs
-        ) {
-          this.#freezeOpen();
+    /** Writes under way, oldest first: `writing[i]` is the file of `#frozen[i]`. */
+    const writing: FlushWrite[] = [];
+    try {
+      while (true) {
+        const seen = this.#flushWork.load();
+        while (writing.length < FLUSH_CONCURRENCY && writing.length < this.#frozen.length) {
+          writing.push(this.#startWrite(this.#frozen[writing.length]!, ctx.token));
         }
-        continue;
+        const head = writing[0];
+        if (head?.outcome !== undefined) {
+          writing.shift();
+          try {
+            if ("error" in head.outcome) throw head.outcome.error;
+            await this.#publish(head.item, head.outcome.disk, head.outcome.size, ctx.token);
+          } catch (error) {
+            if (error instanceof CancelledError) throw error;
+            this.#state = "broken";
+            this.#broken = error as Error;
+            this.#lastRecord.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            this.#disk.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            this.#flushedCount.shutdown(
+              new TimelineStateError(this.id, "broken", (error as Error).message),
+            );
+            throw error;
+          }
+          this.#frozen.shift();
+          this.#frozenBytes -= head.item.layer.size;
+          flushed++;
+          this.#flushedCount.advance(flushed);
+          continue;
+        }
+        try {
+          await this.#flushWork.wait(seen + 1, {
+            token: ctx.token,
+            // Nothing in flight: a quiet source's open layer is frozen once it is old enough.
+            ...(writing.length === 0 ? { timeoutMs: this.#maxLayerAgeMs } : {}),
+          });
+        } catch (error) {
+          if (error instanceof ShutdownError) return;
+          if (!(error instanceof TimeoutError)) throw error;
+          // A quiet source: make what arrived durable anyway, so the flush position reported to
+          // the server (and a slot's restart point) keeps moving.
+          if (
+            this.#state === "active" &&
+            !this.#ingestClosed &&
+            Date.now() - this.#openedAt >= this.#maxLayerAgeMs
+          ) {
+            this.#freezeOpen();
+          }
+        }
       }
-      const item = this.#frozen[0]!;
-      try {
-        await this.#flushOne(item, ctx.token);
-      } catch (error) {
-        if (error instanceof CancelledError) throw error;
-        this.#state = "broken";
-        this.#broken = error as Error;
-        this.#lastRecord.shutdown(
-          new TimelineStateError(this.id, "broken", (error as Error).message),
-        );
-        this.#disk.shutdown(new TimelineStateError(this.id, "broken", (error as Error).message));
-        this.#flushedCount.shutdown(
-          new TimelineStateError(this.id, "broken", (error as Error).message),
-        );
-        throw error;
-      }
-      this.#frozen.shift();
-      this.#frozenBytes -= item.layer.size;
-      flushed++;
-      this.#flushedCount.advance(flushed);
+    } finally {
+      // Their outcomes are recorded, never thrown: this only waits for them to end.
+      for (const w of writing) await w.done;
     }
   }
 
-  async #flushOne(item: Frozen, token: CancellationToken): Promise<void> {
-    const { layer, meta } = item;
-    const { name, size } = await this.#writeLayer(join(this.dir, "layers"), layer, meta, token, {
+  /** Starts writing `item`'s layer file; the outcome is recorded on the returned write. */
+  #startWrite(item: Frozen, token: CancellationToken): FlushWrite {
+    const w: FlushWrite = { item, outcome: undefined, done: Promise.resolve() };
+    // Wakes the flush task, which may be waiting for this write (advancing never throws).
+    const wake = () => this.#flushWork.advance(this.#flushWork.load() + 1);
+    w.done = this.#writeFile(item, token).then(
+      (written) => {
+        w.outcome = written;
+        wake();
+      },
+      (error: unknown) => {
+        w.outcome = { error };
+        wake();
+      },
+    );
+    return w;
+  }
+
+  async #writeFile(
+    item: Frozen,
+    token: CancellationToken,
+  ): Promise<{ disk: DiskLayer; size: number }> {
+    const written = await this.#writeLayer(join(this.dir, "layers"), item.layer, item.meta, token, {
       fsync: this.#fsync,
       compression: this.#compression,
     });
-    const path = join(this.dir, "layers", name);
-    const disk = await DiskLayer.open(path);
+    const disk = written.layer ?? (await DiskLayer.open(join(this.dir, "layers", written.name)));
+    return { disk, size: written.size };
+  }
+
+  /** Lists a written layer file in the index (replaced atomically) and advances the LSNs. */
+  async #publish(
+    item: Frozen,
+    disk: DiskLayer,
+    size: number,
+    token: CancellationToken,
+  ): Promise<void> {
+    const { layer, meta } = item;
     const entry = {
-      file: name,
+      file: basename(disk.path),
       start: layer.start,
       end: layer.end,
       size,
@@ -968,7 +1061,7 @@ export class Timeline {
     token.throwIfCancelled();
     await writeTimelineIndex(join(this.dir, "index.json"), index, { fsync: this.#fsync });
     this.#index = index;
-    this.#slots.push(new LayerSlot(entry, path, disk));
+    this.#slots.push(new LayerSlot(entry, disk.path, disk));
     this.#layersFlushed++;
     this.#disk.advance(layer.end);
   }
@@ -1337,7 +1430,7 @@ export class Timeline {
     this.cancel.cancel(`${this.#shutdownMode} shutdown`);
     this.#lastRecord.shutdown(new TimelineShutdownError(this.id));
     this.#disk.shutdown(new TimelineShutdownError(this.id));
-    this.#frozenCount.shutdown();
+    this.#flushWork.shutdown();
     this.#flushedCount.shutdown(new TimelineShutdownError(this.id));
     await this.gate.close();
     // Joined so its end is accounted for; a failed flush already marked the timeline broken.

@@ -171,6 +171,8 @@ export class WalDecoder {
   private readonly rec = new WalRecord();
   private crcBuf: Buffer = EMPTY; // the buffer `crcWords` views
   private crcWords: Int32Array | undefined;
+  private crcBuf2: Buffer = EMPTY; // and the one viewed before it
+  private crcWords2: Int32Array | undefined;
   private readonly scratch = Buffer.alloc(64);
   private failure: WalDecodeError | undefined;
   private finished = false;
@@ -1015,8 +1017,17 @@ export class WalDecoder {
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
     if (b !== this.crcBuf) {
+      // Two views are kept: records alternate between the input chunk and `asm`.
+      const otherBuf = this.crcBuf;
+      const otherWords = this.crcWords;
+      if (b === this.crcBuf2) {
+        this.crcWords = this.crcWords2;
+      } else {
+        this.crcWords = crcWordView(b);
+      }
       this.crcBuf = b;
-      this.crcWords = crcWordView(b);
+      this.crcBuf2 = otherBuf;
+      this.crcWords2 = otherWords;
     }
     const actual = recordCrc32cIn(b, this.crcWords, o, totLen);
     const stored = (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;

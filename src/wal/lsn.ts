@@ -156,6 +156,8 @@ export function lsnFromParts(hi: number, lo: number): Lsn {
   if (!isU32(hi) || !isU32(lo)) {
     throw new RangeError(`LSN halves must be integers in 0..2^32-1, got ${hi} and ${lo}`);
   }
+  // Below 2^53 the sum is exact: one bigint instead of four (this runs per record).
+  if (hi < 0x20_0000) return BigInt(hi * 0x1_0000_0000 + lo);
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 

@@ -523,32 +523,31 @@ export function decodeRecordInto(
   let datatotal = 0;
   let maxId = -1;
   let lastRel = -1; // index in blocks of the last block that named its relation
-  const short = () => shortData(rec, totLen);
 
   while (end - p > datatotal) {
     const id = buf[p++]!;
     if (id === format.blockIdDataShort) {
-      if (end - p < 1) throw short();
+      if (end - p < 1) throw shortData(rec, totLen);
       rec.mainDataLen = buf[p++]!;
       datatotal += rec.mainDataLen;
       break;
     }
     if (id === format.blockIdDataLong) {
-      if (end - p < 4) throw short();
+      if (end - p < 4) throw shortData(rec, totLen);
       rec.mainDataLen = buf.readUInt32LE(p);
       p += 4;
       datatotal += rec.mainDataLen;
       break;
     }
     if (id === format.blockIdOrigin) {
-      if (end - p < 2) throw short();
+      if (end - p < 2) throw shortData(rec, totLen);
       rec.originId = buf.readUInt16LE(p);
       rec.hasOrigin = true;
       p += 2;
       continue;
     }
     if (id === format.blockIdToplevelXid) {
-      if (end - p < 4) throw short();
+      if (end - p < 4) throw shortData(rec, totLen);
       rec.toplevelXidValue = buf.readUInt32LE(p);
       p += 4;
       continue;
@@ -564,7 +563,7 @@ export function decodeRecordInto(
       );
     }
     maxId = id;
-    if (end - p < 3) throw short();
+    if (end - p < 3) throw shortData(rec, totLen);
     const b = rec.blockSlot(nblocks);
     const ff = buf[p]!;
     b.id = id;
@@ -592,7 +591,7 @@ export function decodeRecordInto(
     }
     datatotal += b.dataLen;
     if (b.hasImage) {
-      if (end - p < 5) throw short();
+      if (end - p < 5) throw shortData(rec, totLen);
       b.imageLen = buf.readUInt16LE(p);
       b.holeOffset = buf.readUInt16LE(p + 2);
       const bi = buf[p + 4]!;
@@ -610,7 +609,7 @@ export function decodeRecordInto(
       const hasHole = (bi & imf.hasHole) !== 0;
       if (compressed) {
         if (hasHole) {
-          if (end - p < 2) throw short();
+          if (end - p < 2) throw shortData(rec, totLen);
           b.holeLength = buf.readUInt16LE(p);
           p += 2;
         } else b.holeLength = 0;
@@ -647,7 +646,7 @@ export function decodeRecordInto(
       b.compression = "none";
     }
     if (!b.sameRel) {
-      if (end - p < 12) throw short();
+      if (end - p < 12) throw shortData(rec, totLen);
       b.spc = buf.readUInt32LE(p);
       b.db = buf.readUInt32LE(p + 4);
       b.rel = buf.readUInt32LE(p + 8);
@@ -666,13 +665,13 @@ export function decodeRecordInto(
       b.db = prevBlock.db;
       b.rel = prevBlock.rel;
     }
-    if (end - p < 4) throw short();
+    if (end - p < 4) throw shortData(rec, totLen);
     b.blk = buf.readUInt32LE(p);
     p += 4;
     blocks[nblocks++] = b;
   }
   if (blocks.length !== nblocks) blocks.length = nblocks;
-  if (end - p !== datatotal) throw short();
+  if (end - p !== datatotal) throw shortData(rec, totLen);
 
   // Payload: per block its image then its data, then the main data.
   let q = p - offset;

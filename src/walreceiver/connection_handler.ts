@@ -3,7 +3,14 @@
  *
  * @module
  */
-import { Channel, type Gate, type RequestContext, spawn, TaskKind } from "../lifecycle/index.js";
+import {
+  Channel,
+  ChannelClosedError,
+  type Gate,
+  type RequestContext,
+  spawn,
+  TaskKind,
+} from "../lifecycle/index.js";
 import type { Timeline } from "../timeline/index.js";
 import { type Lsn, parseLsn } from "../wal/index.js";
 import { type FeedbackPositions, pollConnection, type WalPiece } from "./connection_poller.js";
@@ -158,7 +165,17 @@ export async function runConnection(
     );
     let ingestError: unknown;
     try {
-      for await (const piece of channel.iterate(ctx.token)) {
+      while (true) {
+        // What is queued is taken at once; only an empty channel is waited on.
+        let piece = channel.tryRecv();
+        if (piece === undefined) {
+          try {
+            piece = await channel.recv(ctx.token);
+          } catch (error) {
+            if (error instanceof ChannelClosedError) break;
+            throw error;
+          }
+        }
         await timeline.ingest(piece.lsn, piece.data, ctx);
         received = piece.lsn + BigInt(piece.data.length);
         status.hasProcessedWal = true;

@@ -4,17 +4,11 @@
  * @module
  */
 import type { Channel, RequestContext } from "../lifecycle/index.js";
-import {
-  type Lsn,
-  lsnMin,
-  parseReplicationMessage,
-  serializeStatusUpdate,
-  toPgTimestamp,
-} from "../wal/index.js";
+import { type Lsn, lsnMin, serializeStatusUpdate, toPgTimestamp } from "../wal/index.js";
 import type { ReplicationStream, StreamEnd } from "./replication_connection.js";
 import type { WalConnectionStatus } from "./status.js";
 
-/** A piece of WAL handed from the poller to the handler (its own copy of the bytes). */
+/** A piece of WAL handed from the poller to the handler (memory nothing writes to again). */
 export interface WalPiece {
   lsn: Lsn;
   data: Buffer;
@@ -97,28 +91,21 @@ export async function pollConnection(
     lastSentFlush = flush;
   };
 
-  stream.onData = (payload) => {
-    let msg: ReturnType<typeof parseReplicationMessage>;
-    try {
-      msg = parseReplicationMessage(payload);
-    } catch (error) {
-      failure = error;
-      wake?.();
-      return;
-    }
+  stream.onKeepalive = (walEnd, replyRequested) => {
     status.lastMessageAt = Date.now();
-    status.sourceFlushLsn = msg.walEnd;
-    if (msg.name === "keepalive") {
-      if (msg.replyRequested) {
-        if (positions.flush() < positions.write()) positions.requestFlush?.();
-        sendStatus(false);
-      }
-      return;
+    status.sourceFlushLsn = walEnd;
+    if (replyRequested) {
+      if (positions.flush() < positions.write()) positions.requestFlush?.();
+      sendStatus(false);
     }
-    status.lastWalAt = status.lastMessageAt;
-    // pg hands out views of a reused buffer: keep a copy.
-    const piece = { lsn: msg.dataStart, data: Buffer.from(msg.data) };
-    status.streamingLsn = msg.dataStart + BigInt(msg.data.length);
+  };
+
+  stream.onWal = (lsn, data, walEnd) => {
+    status.lastMessageAt = status.lastWalAt = Date.now();
+    status.sourceFlushLsn = walEnd;
+    // The stream's views of received memory, which nothing reuses: no copy.
+    const piece = { lsn, data };
+    status.streamingLsn = lsn + BigInt(data.length);
     if (overflow.length === 0 && channel.trySend(piece)) return;
     overflow.push(piece);
     if (!paused) {
@@ -201,6 +188,7 @@ export async function pollConnection(
   } finally {
     clearInterval(heartbeat);
     channel.close();
-    stream.onData = () => {};
+    stream.onWal = () => {};
+    stream.onKeepalive = () => {};
   }
 }

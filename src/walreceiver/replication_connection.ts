@@ -6,7 +6,13 @@
  */
 import pg from "pg";
 import { type CancellationToken, CancelledError } from "../lifecycle/index.js";
-import { formatLsn, type Lsn, parseLsn } from "../wal/index.js";
+import {
+  formatLsn,
+  type Lsn,
+  parseLsn,
+  parseReplicationMessage,
+  ReplicationStreamSplitter,
+} from "../wal/index.js";
 import type { Source } from "./conninfo.js";
 import { SourceError } from "./errors.js";
 
@@ -40,12 +46,21 @@ interface PgMessage {
 }
 
 /**
- * A replication stream: CopyData payloads come to `onData`; `pause`/`resume` stop and
- * restart reading the socket (back-pressure); `send` writes CopyData; `ended` settles
- * when the server ends the stream (with the next timeline, if any) or it fails.
+ * A replication stream: WAL comes to `onWal` and keepalives to `onKeepalive`, as they are
+ * read from the socket; `pause`/`resume` stop and restart reading the socket
+ * (back-pressure); `send` writes CopyData; `ended` settles when the server ends the stream
+ * (with the next timeline, if any) or it fails (a malformed message included).
  */
 export interface ReplicationStream {
-  onData: (payload: Buffer) => void;
+  /**
+   * WAL bytes from `lsn` on. `data` is a view of memory received from the socket that
+   * nothing writes to again: keep it as it is, no copy needed. One XLogData message may
+   * come in several calls (it is split where the socket's reads split it). `walEnd` is the
+   * server's flush position when it sent the message.
+   */
+  onWal: (lsn: Lsn, data: Buffer, walEnd: Lsn) => void;
+  /** A keepalive: the server's flush position, and whether it wants a status update now. */
+  onKeepalive: (walEnd: Lsn, replyRequested: boolean) => void;
   pause(): void;
   resume(): void;
   send(payload: Buffer): void;
@@ -229,10 +244,16 @@ export class ReplicationConnection {
   }
 
   /**
-   * START_REPLICATION [SLOT s] PHYSICAL lsn [TIMELINE t]. Returns once the server
-   * answered with CopyBothResponse is not awaited: data flows to `stream.onData` as it
-   * comes; `stream.ended` settles when the stream ends. Cancelling `token` destroys the
-   * connection (and `ended` rejects with `CancelledError`).
+   * START_REPLICATION [SLOT s] PHYSICAL lsn [TIMELINE t]. Returns at once (the server's
+   * CopyBothResponse is not awaited): WAL flows to `stream.onWal` as it comes; `stream.ended`
+   * settles when the stream ends. Cancelling `token` destroys the connection (and `ended`
+   * rejects with `CancelledError`).
+   *
+   * While the stream runs, the socket's bytes go through a {@linkcode ReplicationStreamSplitter}
+   * before pg's parser: the WAL is handed out as views of the socket's own reads (which Node
+   * allocates afresh for every read), and pg sees every other message as usual. pg's parser
+   * would first gather each 128 KiB XLogData message into one reused buffer, which then has
+   * to be copied again: two copies of every WAL byte, and as much garbage.
    */
   startReplication(
     options: { lsn: Lsn; slot?: string | undefined; timeline?: number | undefined },
@@ -243,6 +264,7 @@ export class ReplicationConnection {
       `START_REPLICATION ${options.slot !== undefined ? `SLOT ${quoteIdent(options.slot)} ` : ""}PHYSICAL ${formatLsn(options.lsn)}` +
       (options.timeline !== undefined ? ` TIMELINE ${options.timeline}` : "");
     const connection = (this.#client as unknown as { connection: PgConnection }).connection;
+    const socket = connection.stream;
     const rows: (string | null)[][] = [];
     let settle!: { resolve: (end: StreamEnd) => void; reject: (error: unknown) => void };
     const ended = new Promise<StreamEnd>((resolve, reject) => {
@@ -259,25 +281,75 @@ export class ReplicationConnection {
       connection.endCopyFrom();
     };
     connection.on("copyDone", onCopyDone);
-    const finish = () => {
-      registration[Symbol.dispose]();
-      connection.removeListener("copyDone", onCopyDone);
-    };
     const stream: ReplicationStream = {
-      onData: () => {},
-      pause: () => connection.stream.pause(),
-      resume: () => connection.stream.resume(),
+      onWal: () => {},
+      onKeepalive: () => {},
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
       send: (payload) => {
         if (!this.#closed && !copyDone) connection.sendCopyFromChunk(payload);
       },
       ended,
     };
+    // pg-protocol reads the socket through one 'data' listener; put the splitter in front of it.
+    const pgListeners = socket.listeners("data");
+    const pgData = pgListeners.length === 1 ? pgListeners[0] : undefined;
+    const splitter =
+      pgData === undefined
+        ? undefined
+        : new ReplicationStreamSplitter({
+            wal: (lsn, data, walEnd) => stream.onWal(lsn, data, walEnd),
+            keepalive: (walEnd, _sendTime, replyRequested) =>
+              stream.onKeepalive(walEnd, replyRequested),
+            other: (bytes) => pgData(bytes),
+          });
+    // A malformed message: the stream cannot go on.
+    const fail = (error: unknown) => {
+      finish();
+      this.#destroy();
+      settle.reject(token.isCancelled ? new CancelledError(token.reason) : error);
+    };
+    const onSocketData = (chunk: Buffer) => {
+      try {
+        splitter!.push(chunk);
+      } catch (error) {
+        fail(error);
+      }
+    };
+    let finished = false;
+    function finish() {
+      if (finished) return;
+      finished = true;
+      registration[Symbol.dispose]();
+      connection.removeListener("copyDone", onCopyDone);
+      if (splitter !== undefined && pgData !== undefined) {
+        // The rest of the bytes being split, and every later read, go to pg unparsed.
+        splitter.passThrough();
+        socket.removeListener("data", onSocketData);
+        socket.on("data", pgData);
+      }
+    }
+    if (splitter !== undefined && pgData !== undefined) {
+      socket.removeListener("data", pgData);
+      socket.on("data", onSocketData);
+    }
     const submittable = {
       text,
       submit: (con: PgConnection) => {
         con.query(text);
       },
-      handleCopyData: (msg: PgMessage) => stream.onData(msg.chunk!),
+      // Only without the splitter: pg's chunk is a view of its reused buffer, so copy.
+      handleCopyData: (msg: PgMessage) => {
+        let m: ReturnType<typeof parseReplicationMessage>;
+        try {
+          m = parseReplicationMessage(msg.chunk!);
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        if (m.name === "keepalive") stream.onKeepalive(m.walEnd, m.replyRequested);
+        else if (m.data.length > 0) stream.onWal(m.dataStart, Buffer.from(m.data), m.walEnd);
+      },
       handleRowDescription: () => {},
       handleDataRow: (msg: PgMessage) => rows.push(msg.fields ?? []),
       handleCommandComplete: () => {},
@@ -304,7 +376,7 @@ export class ReplicationConnection {
         token.isCancelled ? new CancelledError(token.reason) : toSourceError(this.source, error),
       );
     });
-    connection.stream.once("close", () => {
+    socket.once("close", () => {
       finish();
       settle.reject(
         token.isCancelled
@@ -332,6 +404,9 @@ interface PgConnection {
     resume(): void;
     destroy(): void;
     once(event: string, fn: () => void): void;
+    on(event: "data", fn: (chunk: Buffer) => void): void;
+    removeListener(event: "data", fn: (chunk: Buffer) => void): void;
+    listeners(event: "data"): ((chunk: Buffer) => void)[];
   };
 }
 

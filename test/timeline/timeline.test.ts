@@ -5,10 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
+  DiskLayer,
   exportSegments,
   LayerCorruptError,
   Timeline,
   TimelineInUseError,
+  writeLayerFile,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
@@ -82,6 +84,37 @@ describe("Timeline on real PostgreSQL 15 WAL", {
     const result = await tl.shutdown("freeze-and-flush");
     assert.equal(result.diskConsistentLsn, src.end);
     assert.equal(result.lastRecordLsn, src.end);
+  });
+
+  it("a written layer file, as writeLayerFile returns it, equals the file opened from disk", async () => {
+    const written: Awaited<ReturnType<typeof writeLayerFile>>[] = [];
+    const tl = await Timeline.create({
+      dataDir: join(dir, "written"),
+      id: "main",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 1 << 20,
+      writeLayer: async (...args) => {
+        const w = await writeLayerFile(...args);
+        written.push(w);
+        return w;
+      },
+    });
+    await ingestAll(tl, 7);
+    await tl.shutdown("freeze-and-flush");
+    assert.ok(written.length > 2);
+    for (const w of written) {
+      const mine = w.layer!;
+      const opened = await DiskLayer.open(mine.path);
+      assert.equal(mine.fileSize, opened.fileSize);
+      assert.equal(mine.fileSize, w.size);
+      assert.deepEqual([mine.start, mine.end, mine.meta], [opened.start, opened.end, opened.meta]);
+      assert.deepEqual(mine.records, opened.records);
+      assert.deepEqual(mine.blocks, opened.blocks);
+      assert.ok(
+        (await mine.read(mine.start, mine.end)).equals(await opened.read(mine.start, mine.end)),
+      );
+    }
   });
 
   it("block history: the newest base image at or before the LSN, then every later record", async () => {

@@ -85,6 +85,18 @@ describe("LSN text", () => {
       }),
       { numRuns: 500 },
     );
+    // lsnFromParts takes a shortcut below 2^53: both sides of that edge.
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 1n << 54n }), (v) => {
+        const [hi, lo] = lsnParts(v);
+        assert.equal(lsnFromParts(hi, lo), v);
+      }),
+      { numRuns: 500 },
+    );
+    for (const v of [0n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 0x1f_ffff_ffff_ffffn]) {
+      const [hi, lo] = lsnParts(v);
+      assert.equal(lsnFromParts(hi, lo), v);
+    }
   });
 
   it("crosses the 32-bit boundary", () => {

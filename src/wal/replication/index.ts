@@ -7,3 +7,4 @@
 export * from "./messages.js";
 export * from "./parser.js";
 export * from "./serializer.js";
+export * from "./splitter.js";

@@ -12,7 +12,7 @@
  */
 
 import { BUILTIN_RMGRS, RM_MAX_ID, RM_MIN_CUSTOM_ID, type RmgrDef } from "./table.js";
-import { checkVersion, SUPPORTED_VERSIONS, type SupportedVersion } from "./versions.js";
+import { checkVersion, type SupportedVersion } from "./versions.js";
 
 /**
  * A resource manager as `rmgrs()` lists it.
@@ -141,12 +141,20 @@ function buildTables(version: SupportedVersion): VersionTables {
   });
 }
 
-const TABLES: ReadonlyMap<SupportedVersion, VersionTables> = new Map(
-  SUPPORTED_VERSIONS.map((v) => [v, buildTables(v)]),
-);
+/**
+ * Each version's tables, built on first use: building all of them when the module loads
+ * cost every command ~10-20 ms of start-up (most never print a name).
+ */
+const TABLES = new Map<SupportedVersion, VersionTables>();
 
 function tables(version: unknown): VersionTables {
-  return TABLES.get(checkVersion(version)) as VersionTables;
+  const v = checkVersion(version);
+  let t = TABLES.get(v);
+  if (t === undefined) {
+    t = buildTables(v);
+    TABLES.set(v, t);
+  }
+  return t;
 }
 
 function checkByte(value: unknown, what: string): number {
