@@ -4,14 +4,16 @@
  *
  * @module
  */
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import type { CancellationToken } from "../lifecycle/index.js";
+import { writeFileAtomic } from "../timeline/index.js";
 import { checkKey, type RemoteStorage, RemoteStorageError } from "./storage.js";
 
 /**
  * A directory used as remote storage. `put` writes a temporary file, fsyncs it and
- * renames it into place, so readers never see a partial object.
+ * renames it into place ({@linkcode writeFileAtomic}), so readers never see a partial
+ * object and a put that returned survives a crash.
  *
  * @example
  * ```ts
@@ -47,20 +49,11 @@ export class FileStorage implements RemoteStorage {
   async put(key: string, data: Buffer, token: CancellationToken): Promise<void> {
     token.throwIfCancelled();
     const path = this.#path(key);
-    const tmp = `${path}.tmp-${process.pid}`;
     try {
       await mkdir(dirname(path), { recursive: true });
-      const file = await open(tmp, "w");
-      try {
-        await file.writeFile(data);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      token.throwIfCancelled();
-      await rename(tmp, path);
+      // `.tmp-<pid>`: `list` skips it, and two processes never write the same one.
+      await writeFileAtomic(path, data, { tmp: `${path}.tmp-${process.pid}`, token });
     } catch (error) {
-      await rm(tmp, { force: true });
       if (token.isCancelled) throw error;
       throw this.#fail("put", key, error);
     }

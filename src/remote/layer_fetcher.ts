@@ -4,10 +4,8 @@
  *
  * @module
  */
-import { open, rename, rm } from "node:fs/promises";
-import { dirname } from "node:path";
 import type { CancellationToken } from "../lifecycle/index.js";
-import { fsyncDir, type IndexedLayer, type LayerFetcher } from "../timeline/index.js";
+import { type IndexedLayer, type LayerFetcher, writeFileAtomic } from "../timeline/index.js";
 import { remoteKeys } from "./remote_keys.js";
 import { type RetryOptions, retryTransient } from "./retry.js";
 import { type RemoteStorage, RemoteStorageError } from "./storage.js";
@@ -81,34 +79,12 @@ export class RemoteLayerFetcher implements LayerFetcher {
         false,
       );
     }
-    await writeWhole(path, data, token, this.#options.fsync ?? true);
+    // Through `<path>.download`: a partial layer is never where the timeline looks for it.
+    await writeFileAtomic(path, data, {
+      fsync: this.#options.fsync ?? true,
+      tmp: `${path}.download`,
+      token,
+    });
     this.#downloads++;
   }
-}
-
-/** Writes `data` to `path` through `<path>.download`, or leaves nothing (also when cancelled). */
-async function writeWhole(
-  path: string,
-  data: Buffer,
-  token: CancellationToken,
-  fsync: boolean,
-): Promise<void> {
-  token.throwIfCancelled();
-  const tmp = `${path}.download`;
-  try {
-    const file = await open(tmp, "w");
-    try {
-      await file.writeFile(data, { signal: token.signal });
-      if (fsync) await file.sync();
-    } finally {
-      await file.close();
-    }
-    token.throwIfCancelled();
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    token.throwIfCancelled();
-    throw error;
-  }
-  if (fsync) await fsyncDir(dirname(path));
 }

@@ -5,6 +5,7 @@
  */
 import { open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { CancellationToken } from "../lifecycle/index.js";
 
 /**
  * fsyncs a directory, so that a rename or a new file in it survives a crash.
@@ -24,11 +25,25 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Options of {@linkcode writeFileAtomic}. */
+export interface WriteFileAtomicOptions {
+  /** fsync the file and the directory (default true). */
+  fsync?: boolean;
+  /** The new file's mode (default 0o666, less the umask). */
+  mode?: number;
+  /** The temporary file (default `<path>.tmp`), e.g. one a directory listing skips. */
+  tmp?: string;
+  /** Cancels the write: nothing is renamed into place and the temporary file is removed. */
+  token?: CancellationToken;
+}
+
 /**
  * Replaces `path` with `data` atomically: write a temporary file, fsync it, rename it
  * over `path`, fsync the directory. After a crash, `path` holds the old or the new
- * content, never a mix. With `fsync: false` (testing, benchmarks) only a process crash
- * is survived, not a machine crash.
+ * content, never a mix; after a failure or a cancellation (`token`, which then throws
+ * its `CancelledError`), `path` is as it was and the temporary file is gone. With
+ * `fsync: false` (testing, benchmarks, throwaway copies) only a process crash is
+ * survived, not a machine crash.
  *
  * @example
  * ```ts
@@ -39,20 +54,28 @@ export async function fsyncDir(dir: string): Promise<void> {
 export async function writeFileAtomic(
   path: string,
   data: string | Buffer,
-  options: { fsync?: boolean; mode?: number } = {},
+  options: WriteFileAtomicOptions = {},
 ): Promise<void> {
   const fsync = options.fsync ?? true;
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, "w", options.mode ?? 0o666);
+  const { token } = options;
+  const tmp = options.tmp ?? `${path}.tmp`;
+  token?.throwIfCancelled();
   try {
-    await handle.writeFile(data);
-    if (fsync) await handle.sync();
+    const handle = await open(tmp, "w", options.mode ?? 0o666);
+    try {
+      await handle.writeFile(data, token !== undefined ? { signal: token.signal } : {});
+      if (fsync) await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw error;
+    }
+    await handle.close();
+    token?.throwIfCancelled();
+    await rename(tmp, path);
   } catch (error) {
-    await handle.close().catch(() => {});
     await rm(tmp, { force: true });
+    token?.throwIfCancelled();
     throw error;
   }
-  await handle.close();
-  await rename(tmp, path);
   if (fsync) await fsyncDir(dirname(path));
 }

@@ -5,18 +5,9 @@
  * duplicate, reads download what is not local, and uploads go on from there.
  */
 import assert from "node:assert/strict";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { CancellationToken } from "../../src/lifecycle/index.js";
 import {
   attachTimeline,
@@ -34,7 +25,7 @@ import {
 } from "../../src/timeline/index.js";
 import { formatLsn } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "../timeline/source.js";
 
 const ctx = testContext;
 
@@ -51,6 +42,15 @@ const resumeFields = (i: TimelineIndex) => ({
   layers: i.layers.map((l) => l.file),
 });
 
+const WORKLOAD = [
+  "CREATE TABLE t (id int PRIMARY KEY, v text)",
+  "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 4000) g",
+  "SELECT pg_switch_wal()",
+  "INSERT INTO t SELECT g, 'z' FROM generate_series(4001, 8000) g",
+  "SELECT pg_switch_wal()",
+  "UPDATE t SET v = 'y' WHERE id % 3 = 0",
+];
+
 describe("attachTimeline from a local-directory store", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
 }, () => {
@@ -60,32 +60,27 @@ describe("attachTimeline from a local-directory store", {
   let full: Timeline;
   let n = 0;
 
-  before(async () => {
-    src = await makeWalSource([
-      "CREATE TABLE t (id int PRIMARY KEY, v text)",
-      "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 4000) g",
-      "SELECT pg_switch_wal()",
-      "INSERT INTO t SELECT g, 'z' FROM generate_series(4001, 8000) g",
-      "SELECT pg_switch_wal()",
-      "UPDATE t SET v = 'y' WHERE id % 3 = 0",
-    ]);
-    dir = mkdtempSync(join(tmpdir(), "tideline-attach-"));
-    full = await Timeline.create({
-      dataDir: join(dir, "full"),
-      id: "main",
-      startLsn: src.start,
-      segmentSize: src.segmentSize,
-      layerSize: 96 << 10,
-    });
-    const c = ctx();
-    for (const p of pieces(src, src.start, src.end, prng(7), 60_000))
-      await full.ingest(p.lsn, p.bytes, c);
-    await full.flush(c);
-  });
-  after(async () => {
-    await full?.shutdown("hard");
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  useWalSource(
+    WORKLOAD,
+    "attach",
+    async (s) => {
+      ({ src, dir } = s);
+      full = await Timeline.create({
+        dataDir: join(dir, "full"),
+        id: "main",
+        startLsn: src.start,
+        segmentSize: src.segmentSize,
+        layerSize: 96 << 10,
+      });
+      const c = ctx();
+      for (const p of pieces(src, src.start, src.end, prng(7), 60_000))
+        await full.ingest(p.lsn, p.bytes, c);
+      await full.flush(c);
+    },
+    async () => {
+      await full?.shutdown("hard");
+    },
+  );
 
   /**
    * A store holding the first `count` layers of `full` and an index naming them, written

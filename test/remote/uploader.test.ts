@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { CancellationToken, sleep } from "../../src/lifecycle/index.js";
 import {
   FileStorage,
@@ -18,7 +17,7 @@ import {
   type TimelineIndex,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "../timeline/source.js";
 
 const ctx = testContext;
 
@@ -64,6 +63,11 @@ class Instrumented implements RemoteStorage {
   }
 }
 
+const WORKLOAD = [
+  "CREATE TABLE t (id int PRIMARY KEY, v text)",
+  "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 15000) g",
+];
+
 describe("RemoteUploader with a local-directory store", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
 }, () => {
@@ -71,15 +75,8 @@ describe("RemoteUploader with a local-directory store", {
   let dir: string;
   let n = 0;
 
-  before(async () => {
-    src = await makeWalSource([
-      "CREATE TABLE t (id int PRIMARY KEY, v text)",
-      "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 15000) g",
-    ]);
-    dir = mkdtempSync(join(tmpdir(), "tideline-upload-"));
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  useWalSource(WORKLOAD, "upload", (s) => {
+    ({ src, dir } = s);
   });
 
   async function setup() {

@@ -6,40 +6,27 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/lifecycle/index.js";
-import { freePort } from "../../src/service/local_postgres.js";
 import { Timeline } from "../../src/timeline/index.js";
 import { parseLsn, segmentStart } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
-import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
+import {
+  PITR_SKIP,
+  type Recovered,
+  recoverBackup,
+  TIDELINE_BIN,
+  takeBaseBackup,
+} from "../support/pitr.js";
+import { type Cluster, startCluster } from "../support/postgres.js";
 
-const BIN = resolve("dist/service/cli/main.js");
-const asRoot = process.getuid?.() === 0;
-
-/** Whether the server's user can run this checkout's `tideline` (restore_command runs as it). */
-function serverCanRunTideline(): boolean {
-  const args = [process.execPath, BIN, "--version"];
-  const r = asRoot
-    ? spawnSync("runuser", ["-u", "postgres", "--", ...args])
-    : spawnSync(args[0]!, args.slice(1));
-  return r.status === 0;
-}
-
-const SKIP = !HAVE_PG15
-  ? "PostgreSQL 15 is not installed"
-  : !serverCanRunTideline()
-    ? "the postgres user cannot run this checkout's dist/ (restore_command runs as that user)"
-    : false;
-
-describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, () => {
+describe("point-in-time recovery through tideline restore-wal", { skip: PITR_SKIP }, () => {
   let pg: Cluster;
   let dataDir: string;
   let timeline: Timeline | undefined;
-  const started: string[] = [];
   let backupDir = "";
   const ctx = RequestContext.root(TaskKind.UnitTest, new CancellationToken());
   /** What the primary held at each target: count and sum(balance) of accounts. */
@@ -58,68 +45,23 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
 
   after(async () => {
     await timeline?.shutdown("hard");
-    for (const dir of started)
-      await pg.run("pg_ctl", ["-D", dir, "-m", "immediate", "-w", "stop"]).catch(() => {});
     await pg?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const state = () => pg.sql("SELECT count(*) || '|' || sum(balance) FROM accounts");
+  const STATE = "SELECT count(*) || '|' || sum(balance) FROM accounts";
+  const state = () => pg.sql(STATE);
 
-  /**
-   * Restores a copy of the base backup with `target` (recovery.conf lines), waits for
-   * promotion, and returns the accounts' state and the server log.
-   */
-  async function recoverTo(
-    name: string,
-    target: string[],
-  ): Promise<{ state: string; log: string }> {
-    const dir = join(pg.dir, `restored-${name}`);
-    const cp = spawnSync("cp", ["-a", backupDir, dir]);
-    assert.equal(cp.status, 0, String(cp.stderr));
-    const owner = asRoot
-      ? (["-u", "-g"].map((f) =>
-          Number(spawnSync("id", [f, "postgres"], { encoding: "utf8" }).stdout.trim()),
-        ) as [number, number])
-      : undefined;
-    const write = (file: string, text: string, append = false) => {
-      const path = join(dir, file);
-      writeFileSync(path, append ? readFileSync(path, "utf8") + text : text);
-      if (owner) chownSync(path, ...owner);
-    };
-    const port = await freePort();
-    write(
-      "postgresql.auto.conf",
-      [
-        "",
-        `port = ${port}`,
-        `restore_command = '${process.execPath} ${BIN} restore-wal --data-dir ${dataDir} --timeline main %f %p'`,
-        ...target,
-        "recovery_target_action = 'promote'",
-        "",
-      ].join("\n"),
-      true,
-    );
-    write("recovery.signal", "");
-    const logFile = join(pg.dir, `restored-${name}.log`);
-    started.push(dir);
-    await pg.run("pg_ctl", ["-D", dir, "-l", logFile, "-w", "-t", "120", "start"]);
-    const query = (sql: string) =>
-      pg
-        .run("psql", ["-X", "-At", "-h", pg.dir, "-p", String(port), "-d", "postgres", "-c", sql])
-        .then((r) => r.stdout.trim());
-    let inRecovery = "t";
-    for (let i = 0; i < 300 && inRecovery !== "f"; i++) {
-      inRecovery = await query("SELECT pg_is_in_recovery()").catch(() => "t");
-      if (inRecovery !== "f") await sleep(100, ctx.token);
-    }
-    const log = readFileSync(logFile, "utf8").slice(-3000);
-    assert.equal(inRecovery, "f", `recovery ended and the server was promoted\n${log}`);
-    const result = await query("SELECT count(*) || '|' || sum(balance) FROM accounts");
-    await pg.run("pg_ctl", ["-D", dir, "-m", "fast", "-w", "stop"]);
-    started.splice(started.indexOf(dir), 1);
-    return { state: result, log };
-  }
+  /** Recovers a copy of the base backup to `target` (recovery.conf lines) from the data dir. */
+  const recoverTo = (name: string, target: string[]): Promise<Recovered> =>
+    recoverBackup({
+      cluster: pg,
+      backupDir,
+      restoreCommand: `${process.execPath} ${TIDELINE_BIN} restore-wal --data-dir ${dataDir} --timeline main %f %p`,
+      target,
+      name,
+      stateSql: STATE,
+    });
 
   it("archives a workload after a base backup taken without WAL", async () => {
     const xlogpos = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
@@ -131,19 +73,7 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
     });
     WalReceiver.start(timeline, { sources: [`postgres://postgres@127.0.0.1:${pg.port}/postgres`] });
 
-    backupDir = join(pg.dir, "backup");
-    await pg.run("pg_basebackup", [
-      "-h",
-      pg.dir,
-      "-p",
-      String(pg.port),
-      "-D",
-      backupDir,
-      "-X",
-      "none",
-      "-c",
-      "fast",
-    ]);
+    backupDir = await takeBaseBackup(pg);
     await pg.sql(`
       CREATE TABLE accounts (id int PRIMARY KEY, balance int);
       INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 1000) g;
@@ -199,7 +129,7 @@ describe("point-in-time recovery through tideline restore-wal", { skip: SKIP }, 
     const restore = (name: string) =>
       spawnSync(
         process.execPath,
-        [BIN, "restore-wal", "--data-dir", dataDir, "--timeline", "main", name, dest],
+        [TIDELINE_BIN, "restore-wal", "--data-dir", dataDir, "--timeline", "main", name, dest],
         { encoding: "utf8" },
       );
     const later = restore("0000000100000000000000FF");

@@ -9,16 +9,15 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parseLayerFileName, readTimelineIndex, Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, prng, testContext, type WalSource } from "./source.js";
+import { prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const CHILD = fileURLToPath(new URL("./crash-child.js", import.meta.url));
 const LAYER_SIZE = 128 << 10;
@@ -110,25 +109,27 @@ describe("Timeline crash safety (SIGKILL at random instants)", {
    */
   let paddings: { from: bigint; to: bigint }[];
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-crash-"));
-    srcFile = join(dir, "source.wal");
-    writeFileSync(srcFile, src.bytes);
-    recordEnds = new Set(src.records.map((r) => r.end));
-    paddings = [];
-    const dec = new WalDecoder({ startLsn: src.start, segmentSize: src.segmentSize });
-    dec.push(src.bytes);
-    dec.end();
-    for (let r = dec.next(); r !== undefined; r = dec.next()) {
-      // lsn + totLen: the bytes' end, or before it when the record crosses a page header.
-      paddings.push({ from: r.lsn + BigInt(r.totLen), to: r.end });
-    }
-  });
-  after(() => {
-    for (const child of live) child.kill("SIGKILL");
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  useWalSource(
+    WORKLOAD,
+    "crash",
+    (s) => {
+      ({ src, dir } = s);
+      srcFile = join(dir, "source.wal");
+      writeFileSync(srcFile, src.bytes);
+      recordEnds = new Set(src.records.map((r) => r.end));
+      paddings = [];
+      const dec = new WalDecoder({ startLsn: src.start, segmentSize: src.segmentSize });
+      dec.push(src.bytes);
+      dec.end();
+      for (let r = dec.next(); r !== undefined; r = dec.next()) {
+        // lsn + totLen: the bytes' end, or before it when the record crosses a page header.
+        paddings.push({ from: r.lsn + BigInt(r.totLen), to: r.end });
+      }
+    },
+    () => {
+      for (const child of live) child.kill("SIGKILL");
+    },
+  );
 
   function writeConfig(dataDir: string, name: string, seed: number, pauseAfterLayer?: number) {
     const file = join(dir, `${name}.json`);

@@ -5,14 +5,12 @@
  * once, also across freezes and flushes around the damage, and after a reopen.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecodeError } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -30,12 +28,8 @@ describe("Timeline ingest of damaged WAL, restarted at lastRecordLsn", {
   let src: WalSource;
   let dir: string;
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-damaged-"));
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  useWalSource(WORKLOAD, "damaged", (s) => {
+    ({ src, dir } = s);
   });
 
   /** Feeds `[from, to)` of the source in random pieces, with `flip` (an LSN) damaged. */

@@ -5,11 +5,10 @@
  * waits for a slow download, and no partial file is left behind.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   type CancellationToken,
   CancelledError,
@@ -25,7 +24,7 @@ import {
   TimelineShutdownError,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const ctx = testContext;
 
@@ -62,6 +61,12 @@ class CopyFetcher implements LayerFetcher {
   }
 }
 
+const WORKLOAD = [
+  "CREATE TABLE t (id int PRIMARY KEY, v text)",
+  "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 8000) g",
+  "UPDATE t SET v = 'y' WHERE id % 5 = 0",
+];
+
 describe("Timeline layer eviction and download on read", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
 }, () => {
@@ -69,16 +74,8 @@ describe("Timeline layer eviction and download on read", {
   let dir: string;
   let n = 0;
 
-  before(async () => {
-    src = await makeWalSource([
-      "CREATE TABLE t (id int PRIMARY KEY, v text)",
-      "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 8000) g",
-      "UPDATE t SET v = 'y' WHERE id % 5 = 0",
-    ]);
-    dir = mkdtempSync(join(tmpdir(), "tideline-evict-"));
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  useWalSource(WORKLOAD, "evict", (s) => {
+    ({ src, dir } = s);
   });
 
   /** A flushed timeline whose layers are all "uploaded" (copied to the fetcher's directory). */

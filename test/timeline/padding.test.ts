@@ -8,14 +8,12 @@
  * record's padding (the rest of its segment) is `switch.test.ts`.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { type BlockKey, Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecodeError, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -33,9 +31,8 @@ describe("Timeline when a piece ends inside a record's alignment padding", {
   /** Records on one page whose bytes end 1..7 bytes before their (aligned) end. */
   let padded: { lsn: bigint; bytesEnd: bigint; end: bigint; block: BlockKey | undefined }[];
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-padding-"));
+  useWalSource(WORKLOAD, "padding", (s) => {
+    ({ src, dir } = s);
     const dec = new WalDecoder({ startLsn: src.start, segmentSize: src.segmentSize });
     dec.push(src.bytes);
     dec.end();
@@ -61,9 +58,6 @@ describe("Timeline when a piece ends inside a record's alignment padding", {
       if (!(error instanceof WalDecodeError && error.endOfWal)) throw error;
     }
     assert.ok(padded.length > 100, "records whose bytes end before their aligned end");
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("lastRecordLsn stays within the bytes received", async () => {

@@ -8,10 +8,9 @@
  * Seeded (fast-check), so a failure reproduces; fast-check prints the shrunk case.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import {
   type BlockKey,
@@ -26,7 +25,7 @@ import {
   WalDecoder,
 } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const SEED = 20_261_126;
 const LAYER_SIZE = 160 << 10; // deliberately not a multiple of pages or layer chunks
@@ -72,9 +71,8 @@ describe("Timeline reads, property-style, against the server's segment files", {
   let refs: RefRecord[];
   let blockKeys: string[];
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-reads-"));
+  useWalSource(WORKLOAD, "reads", (s) => {
+    ({ src, dir } = s);
     // The segment files are consecutive from src.start.
     const first = parseSegmentFileName(src.segments[0]!.name, src.segmentSize)!.segno;
     for (const [i, s] of src.segments.entries()) {
@@ -102,9 +100,6 @@ describe("Timeline reads, property-style, against the server's segment files", {
     }
     assert.equal(refs.length, src.records.length);
     blockKeys = [...new Set(refs.flatMap((r) => [...r.blocks.keys()]))].sort();
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** `[from, to)` straight from the server's segment files. */

@@ -6,14 +6,12 @@
  * it was cut from.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { DiskLayer, indexUpTo, Timeline } from "../../src/timeline/index.js";
 import { formatLsn } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -32,12 +30,8 @@ describe("The resume point of a timeline cut at a layer boundary", {
   let src: WalSource;
   let dir: string;
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-resume-"));
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  useWalSource(WORKLOAD, "resume", (s) => {
+    ({ src, dir } = s);
   });
 
   it("is derived from the layers, equal at every boundary to a timeline fed exactly that WAL", async () => {

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   CancellationToken,
   CancelledError,
@@ -20,7 +19,7 @@ import {
   writeLayerFile,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -37,12 +36,8 @@ describe("Timeline shutdown, back-pressure and waitLsn", {
   let dir: string;
   let n = 0;
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-shutdown-"));
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  useWalSource(WORKLOAD, "shutdown", (s) => {
+    ({ src, dir } = s);
   });
 
   function create(options: Partial<TimelineOptions> = {}) {

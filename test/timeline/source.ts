@@ -3,8 +3,10 @@
  * cleanly; its segment files, up to the end of valid WAL, are the source a timeline is
  * fed from and compared with.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { listWalSegments, WalDecodeError, WalDecoder } from "../../src/wal/index.js";
 import { startCluster } from "../support/postgres.js";
@@ -70,6 +72,41 @@ export async function makeWalSource(workload: string[], segmentMiB = 1): Promise
   } finally {
     await pg.stop();
   }
+}
+
+/** What {@link useWalSource} hands a suite. */
+export interface WalSuite {
+  /** The WAL of the suite's workload. */
+  src: WalSource;
+  /** A temp dir for the suite's timelines and files, removed after the suite. */
+  dir: string;
+}
+
+/**
+ * Registers the hooks of a suite fed from one WAL source. `before`: makes the WAL of
+ * `workload` and a temp dir `tideline-<name>-…`, and hands both to `setUp`, which keeps them
+ * and may prepare more. `after`: runs `tearDown` (to stop what still uses the dir), then
+ * removes the dir. Call it in the `describe` body, ahead of hooks that use the source.
+ */
+export function useWalSource(
+  workload: string[],
+  name: string,
+  setUp: (suite: WalSuite) => void | Promise<void>,
+  tearDown?: () => void | Promise<void>,
+): void {
+  let dir: string | undefined;
+  before(async () => {
+    const src = await makeWalSource(workload);
+    dir = mkdtempSync(join(tmpdir(), `tideline-${name}-`));
+    await setUp({ src, dir });
+  });
+  after(async () => {
+    try {
+      await tearDown?.();
+    } finally {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  });
 }
 
 /** A small seeded PRNG (mulberry32), so failures reproduce. */

@@ -7,14 +7,12 @@
  * leave `diskConsistentLsn == lastRecordLsn`, also after a reopen.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, WalDecoder } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { makeWalSource, pieces, prng, testContext, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 const WORKLOAD = [
   "CREATE TABLE t (id int PRIMARY KEY, v text)",
@@ -33,9 +31,8 @@ describe("Timeline across a WAL switch whose padding is still streaming", {
   /** The switch record: where it starts, where its bytes end, where it ends (a segment end). */
   let sw: { lsn: bigint; bytesEnd: bigint; end: bigint };
 
-  before(async () => {
-    src = await makeWalSource(WORKLOAD);
-    dir = mkdtempSync(join(tmpdir(), "tideline-switch-"));
+  useWalSource(WORKLOAD, "switch", (s) => {
+    ({ src, dir } = s);
     const dec = new WalDecoder({ startLsn: src.start, segmentSize: src.segmentSize });
     dec.push(src.bytes);
     dec.end();
@@ -48,9 +45,6 @@ describe("Timeline across a WAL switch whose padding is still streaming", {
     assert.ok(sw, "the workload wrote a switch record");
     assert.equal(sw.end % BigInt(src.segmentSize), 0n);
     assert.ok(sw.end - sw.bytesEnd > 1000n, "its padding is long enough to stop inside");
-  });
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("lastRecordLsn never runs ahead of the bytes received, so what waitLsn waited for can be read", {}, async () => {

@@ -129,13 +129,19 @@ export async function runRestoreWal(
     checkTimelineId(options.timeline);
     checkWalFileName(walFile);
     const source = await sourceOf(options);
-    const ctx = RequestContext.root(TaskKind.Main, token);
+    const request: Request = {
+      id: options.timeline,
+      walFile,
+      dest,
+      ctx: RequestContext.root(TaskKind.Main, token),
+      say,
+    };
     const found =
       source.kind === "data-dir"
-        ? await fromDataDir(source.dataDir, options.timeline, walFile, dest, ctx, say)
+        ? await fromDataDir(source.dataDir, request)
         : source.kind === "remote"
-          ? await fromRemote(source.url, options.timeline, walFile, dest, ctx, say)
-          : await fromServer(source.url, source.bearer, options.timeline, walFile, dest, ctx, say);
+          ? await fromRemote(source.url, request)
+          : await fromServer(source.url, source.bearer, request);
     if (!found) return NOT_FOUND;
     return WRITTEN;
   } catch (error) {
@@ -158,74 +164,62 @@ export async function runRestoreWal(
   }
 }
 
-async function fromDataDir(
-  dataDir: string,
-  id: string,
-  walFile: string,
-  dest: string,
-  ctx: RequestContext,
-  say: (message: string) => void,
-): Promise<boolean> {
-  if (!Timeline.exists(dataDir, id)) {
-    say(`no timeline "${id}" in data dir "${dataDir}"`);
+/** What every source is asked for, and how it reports a miss. */
+interface Request {
+  /** The timeline. */
+  id: string;
+  /** The file PostgreSQL asks for (`%f`). */
+  walFile: string;
+  /** Where to write it (`%p`). */
+  dest: string;
+  ctx: RequestContext;
+  say: (message: string) => void;
+}
+
+async function fromDataDir(dataDir: string, req: Request): Promise<boolean> {
+  if (!Timeline.exists(dataDir, req.id)) {
+    req.say(`no timeline "${req.id}" in data dir "${dataDir}"`);
     return false;
   }
-  const timeline = await Timeline.open({ dataDir, id, readOnly: true });
-  try {
-    return await restoreFrom(timeline, walFile, dest, ctx, say);
-  } finally {
-    await timeline.shutdown("hard");
-  }
+  return restoreAndShutdown(await Timeline.open({ dataDir, id: req.id, readOnly: true }), req);
 }
 
 /**
  * From remote storage alone: the timeline is opened read-only in a temporary dir, the
  * layers the file needs are downloaded there, and the dir is removed afterwards.
  */
-async function fromRemote(
-  url: string,
-  id: string,
-  walFile: string,
-  dest: string,
-  ctx: RequestContext,
-  say: (message: string) => void,
-): Promise<boolean> {
+async function fromRemote(url: string, req: Request): Promise<boolean> {
   const storage = await openRemoteStorage(url);
   const dataDir = await mkdtemp(join(tmpdir(), "tideline-restore-wal-"));
   try {
     const timeline = await attachTimeline({
       dataDir,
-      id,
+      id: req.id,
       storage,
-      ctx,
+      ctx: req.ctx,
       readOnly: true,
       fsync: false, // a throwaway copy: only `dest` must be durable
       retry: { maxAttempts: 5 },
     });
     if (timeline === undefined) {
-      say(`no timeline "${id}" in ${storage.display}`);
+      req.say(`no timeline "${req.id}" in ${storage.display}`);
       return false;
     }
-    try {
-      return await restoreFrom(timeline, walFile, dest, ctx, say);
-    } finally {
-      await timeline.shutdown("hard");
-    }
+    return await restoreAndShutdown(timeline, req);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
 }
 
-async function restoreFrom(
-  timeline: Timeline,
-  walFile: string,
-  dest: string,
-  ctx: RequestContext,
-  say: (message: string) => void,
-): Promise<boolean> {
-  const found = await restoreWalFile(timeline, walFile, dest, ctx);
-  if (!found) say(`timeline "${timeline.id}" does not hold ${walFile}`);
-  return found;
+/** Writes the file from an opened timeline, then shuts the timeline down. */
+async function restoreAndShutdown(timeline: Timeline, req: Request): Promise<boolean> {
+  try {
+    const found = await restoreWalFile(timeline, req.walFile, req.dest, req.ctx);
+    if (!found) req.say(`timeline "${timeline.id}" does not hold ${req.walFile}`);
+    return found;
+  } finally {
+    await timeline.shutdown("hard");
+  }
 }
 
 /**
@@ -237,11 +231,7 @@ async function restoreFrom(
 async function fromServer(
   base: URL,
   bearer: string | undefined,
-  id: string,
-  walFile: string,
-  dest: string,
-  ctx: RequestContext,
-  say: (message: string) => void,
+  { id, walFile, dest, ctx, say }: Request,
 ): Promise<boolean> {
   const url = new URL(base);
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/timelines/${encodeURIComponent(id)}/wal_files/${encodeURIComponent(walFile)}`;
