@@ -155,7 +155,11 @@ describe("CancellationToken", () => {
     assert.equal(t2.isCancelled, false);
 
     const timed = CancellationToken.fromSignal(AbortSignal.timeout(5));
+    // AbortSignal.timeout's timer does not keep the process alive: this one does, or Node
+    // may find nothing left to run and end the test while it waits.
+    const keepAlive = setTimeout(() => {}, 10_000);
     await timed.cancelled();
+    clearTimeout(keepAlive);
     assert.equal((timed.reason as Error).name, "TimeoutError");
   });
 
