@@ -35,6 +35,7 @@ export async function startApi(
     remote?: RemoteStorage;
     layerSize?: number;
     localLayerLimit?: number;
+    maxWaitersPerTimeline?: number;
   } = {},
 ): Promise<Api> {
   const logs: string[] = [];
@@ -56,7 +57,14 @@ export async function startApi(
     localLayerLimit: options.localLayerLimit,
   });
   const metrics = createServiceMetrics(service, tasks);
-  const app = await buildApp({ service, log, metrics, tasks, authKey: options.authKey });
+  const app = await buildApp({
+    service,
+    log,
+    metrics,
+    tasks,
+    authKey: options.authKey,
+    maxWaitersPerTimeline: options.maxWaitersPerTimeline,
+  });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();
   const port = typeof address === "object" && address !== null ? address.port : 0;

@@ -18,7 +18,7 @@ describe("tideline server lifecycle", () => {
     dir = mkdtempSync(join(tmpdir(), "tideline-server-life-"));
     for (const id of ["a", "b", "broken"]) await fabricateTimeline(dir, id);
     writeFileSync(join(dir, "timelines", "broken", "index.json"), "{ not json");
-    api = await startApi(dir);
+    api = await startApi(dir, { maxWaitersPerTimeline: 2 });
   });
 
   after(async () => {
@@ -54,6 +54,32 @@ describe("tideline server lifecycle", () => {
     assert.equal(statuses[0], 200);
     assert.ok([404, 409].includes(statuses[1]!), `second delete: ${statuses[1]}`);
     assert.equal(existsSync(join(dir, "timelines", "a")), false);
+  });
+
+  it("caps the wait_lsn requests waiting on a timeline (429), not those already answered", async () => {
+    const abort = new AbortController();
+    const waits = [1, 2].map(() =>
+      api
+        .fetch("/v1/timelines/b/wait_lsn?lsn=FF/0&timeout_ms=600000", { signal: abort.signal })
+        .catch(() => undefined),
+    );
+    const tl = api.service.get("b").timeline!;
+    for (let i = 0; i < 200 && tl.waitLsnWaiters < 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(tl.waitLsnWaiters, 2);
+    const third = await api.fetch("/v1/timelines/b/wait_lsn?lsn=FF/0&timeout_ms=600000");
+    assert.equal(third.status, 429);
+    assert.match(
+      ((await third.json()) as { error: { message: string } }).error.message,
+      /at most 2/,
+    );
+    // An LSN already reached needs no waiting, so it is answered even now.
+    assert.equal((await api.fetch("/v1/timelines/b/wait_lsn?lsn=0/0")).status, 200);
+    abort.abort();
+    await Promise.all(waits);
+    for (let i = 0; i < 200 && tl.waitLsnWaiters > 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(tl.waitLsnWaiters, 0);
   });
 
   it("while the server shuts down: waits end with 503, new work is refused with 503", async () => {

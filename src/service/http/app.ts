@@ -37,6 +37,8 @@ export interface AppOptions {
   authKey?: VerifyKey | undefined;
   /** Largest request body, in bytes. Default 64 KiB. */
   bodyLimit?: number | undefined;
+  /** `wait_lsn` requests waiting at once per timeline; more get 429. Default 10 000. */
+  maxWaitersPerTimeline?: number | undefined;
 }
 
 /** The parts of {@linkcode AppOptions} routes use, plus helpers. */

@@ -11,6 +11,7 @@ import { parseSource } from "../../walreceiver/index.js";
 import type { ServiceTimeline } from "../timeline_service.js";
 import type { RouteContext } from "./app.js";
 import { errorSchema, idParams } from "./app.js";
+import { ApiError } from "./errors.js";
 import { runRequestTask } from "./request_task.js";
 
 /** A timeline as the API shows it (no password anywhere). */
@@ -284,7 +285,7 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
       schema: {
         summary: "Wait until WAL up to an LSN has been received",
         description:
-          "200 once the timeline's lastRecordLsn reaches lsn; 504 after timeout_ms; 503 while the timeline shuts down. The wait ends too when the client goes away.",
+          "200 once the timeline's lastRecordLsn reaches lsn; 504 after timeout_ms; 503 while the timeline shuts down; 429 when too many requests wait on the timeline already. The wait ends too when the client goes away.",
         params: idParams,
         querystring: {
           type: "object",
@@ -304,13 +305,21 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
               waitedMs: { type: "number" },
             },
           },
-          ...errors(400, 404, 503, 504),
+          ...errors(400, 404, 429, 503, 504),
         },
       },
     },
     async (request, reply) => {
       const lsn = parseLsn(request.query.lsn);
       const tl = ctx.timeline(request.params.id);
+      const cap = ctx.maxWaitersPerTimeline ?? 10_000;
+      if (tl.waitLsnWaiters >= cap && tl.lastRecordLsn < lsn) {
+        throw new ApiError(
+          429,
+          "too_many_waiters",
+          `Timeline "${tl.id}" already has ${tl.waitLsnWaiters} wait_lsn requests waiting (at most ${cap}); try again later`,
+        );
+      }
       const started = performance.now();
       let outcome = "error";
       try {
