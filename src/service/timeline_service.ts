@@ -120,6 +120,18 @@ export class TimelineBusyError extends Error {
   }
 }
 
+/** The timeline is running (or stopping): it cannot be started (HTTP 409). */
+export class TimelineRunningError extends Error {
+  readonly id: string;
+  readonly state: string;
+  constructor(id: string, state: string) {
+    super(`Timeline "${id}" is ${state}: stop it first (POST /v1/timelines/${id}/shutdown)`);
+    this.name = "TimelineRunningError";
+    this.id = id;
+    this.state = state;
+  }
+}
+
 /** The service is shutting down and takes no new work (HTTP 503). */
 export class ServiceShuttingDownError extends Error {
   constructor() {
@@ -181,30 +193,8 @@ export class TimelineService {
         openedAt: undefined,
       };
       service.#entries.set(def.id, entry);
-      try {
-        if (Timeline.exists(options.dataDir, def.id)) {
-          entry.timeline = await Timeline.open(service.#timelineOptions(def.id));
-        } else {
-          // Local data gone (a new disk, a new machine): rebuild it from remote storage.
-          const ctx = RequestContext.root(TaskKind.Main, service.token, options.registry);
-          const attached = await service.#attach(def.id, ctx);
-          if (attached === undefined) {
-            throw new Error(
-              `its data is missing from ${options.dataDir}${options.remote === undefined ? " (and no --remote to attach it from)" : ` and from ${options.remote.display}`}`,
-            );
-          }
-          entry.timeline = attached;
-        }
-        entry.openedAt = entry.timeline.streamEnd;
-        service.#run(entry);
-        options.log.info(
-          { timeline: def.id, resumeAt: formatLsn(entry.timeline.streamEnd) },
-          "timeline reattached",
-        );
-      } catch (error) {
-        entry.error = (error as Error).message;
-        options.log.error({ timeline: def.id, error: entry.error }, "timeline not started");
-      }
+      const ctx = RequestContext.root(TaskKind.Main, service.token, options.registry);
+      await service.#openAndRun(entry, ctx).catch(() => undefined); // recorded in entry.error
     }
     const limit = options.localLayerLimit;
     if (limit !== undefined && options.remote !== undefined) {
@@ -260,6 +250,67 @@ export class TimelineService {
       }
     }
     return evicted;
+  }
+
+  /**
+   * Opens an entry's timeline (attaching it from remote storage when its local data is
+   * gone) and starts it; on failure records the error on the entry and rethrows it.
+   */
+  async #openAndRun(entry: Entry, ctx: RequestContext): Promise<void> {
+    const id = entry.definition.id;
+    const { dataDir, remote, log } = this.#options;
+    try {
+      let timeline: Timeline;
+      if (Timeline.exists(dataDir, id)) {
+        timeline = await Timeline.open(this.#timelineOptions(id));
+      } else {
+        // Local data gone (a new disk, a new machine): rebuild it from remote storage.
+        const attached = await this.#attach(id, ctx);
+        if (attached === undefined) {
+          throw new Error(
+            `its data is missing from ${dataDir}${remote === undefined ? " (and no --remote to attach it from)" : ` and from ${remote.display}`}`,
+          );
+        }
+        timeline = attached;
+      }
+      Object.assign(entry, {
+        timeline,
+        receiver: undefined,
+        uploader: undefined,
+        error: undefined,
+        openedAt: timeline.streamEnd,
+      });
+      this.#run(entry);
+      log.info({ timeline: id, resumeAt: formatLsn(timeline.streamEnd) }, "timeline reattached");
+    } catch (error) {
+      entry.error = (error as Error).message;
+      log.error({ timeline: id, error: entry.error }, "timeline not started");
+      throw error;
+    }
+  }
+
+  /**
+   * Starts a timeline again that was stopped (`shutdownTimeline`) or could not be opened:
+   * reopens it from its data (or remote storage) and starts its WAL receiver. Throws
+   * {@linkcode TimelineNotFoundError}, {@linkcode TimelineBusyError} while it is being
+   * created, deleted or started, {@linkcode TimelineRunningError} when it runs, and what
+   * opening it throws.
+   */
+  async startTimeline(id: string, ctx: RequestContext): Promise<ServiceTimeline> {
+    const entry = this.get(id);
+    if (this.#shutdown !== undefined) throw new ServiceShuttingDownError();
+    if (this.#busy.has(id)) throw new TimelineBusyError(id);
+    const state = entry.timeline?.state;
+    if (state === "active" || state === "stopping") {
+      throw new TimelineRunningError(id, state);
+    }
+    this.#busy.add(id);
+    try {
+      await this.#openAndRun(entry, ctx);
+      return entry;
+    } finally {
+      this.#busy.delete(id);
+    }
   }
 
   /** The data directory. */
@@ -442,7 +493,7 @@ export class TimelineService {
 
   /**
    * Stops one timeline (`hard` or `freeze-and-flush`); it stays listed, stopped, until
-   * the server restarts and reattaches it.
+   * {@linkcode startTimeline} or a restart of the server.
    */
   async shutdownTimeline(id: string, mode: ShutdownMode): Promise<ShutdownResult> {
     const entry = this.get(id);

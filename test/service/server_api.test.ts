@@ -497,6 +497,31 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
     );
   });
 
+  it("POST start brings a stopped timeline back; it streams on; starting it twice is 409", async () => {
+    const stopped = await json(await api.fetch("/v1/timelines/main"));
+    assert.equal(stopped.state, "stopped");
+    const res = await api.fetch("/v1/timelines/main/start", { method: "POST" });
+    const body = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.state, "active");
+    assert.equal(body.lastRecordLsn, stopped.lastRecordLsn, "it resumes where it stopped");
+    await expectError(
+      await api.fetch("/v1/timelines/main/start", { method: "POST" }),
+      409,
+      "conflict",
+    );
+    await expectError(await api.fetch("/v1/timelines/nope/start", { method: "POST" }), 404);
+    await pg.sql("INSERT INTO t SELECT g, 'again' FROM generate_series(70001, 71000) g");
+    const lsn = await pg.sql("SELECT pg_current_wal_insert_lsn()");
+    const w = await api.fetch(`/v1/timelines/main/wait_lsn?lsn=${lsn}&timeout_ms=30000`);
+    assert.equal(w.status, 200, await w.clone().text());
+    const managers = flatten(api.tasks.tree()).filter((t) => t.kind === "WalReceiverManager");
+    assert.deepEqual(
+      managers.map((t) => t.name),
+      ["walreceiver manager main"],
+    );
+  });
+
   it("DELETE removes the timeline and its local data; then it is 404", async () => {
     const dir = join(dataDir, "timelines", "main");
     assert.ok(existsSync(dir));

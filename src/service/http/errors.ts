@@ -21,6 +21,7 @@ import {
   TimelineBusyError,
   TimelineExistsError,
   TimelineNotFoundError,
+  TimelineRunningError,
 } from "../timeline_service.js";
 
 /** The body of every error response. */
@@ -71,6 +72,7 @@ export function toApiError(error: unknown): ApiError {
   if (
     error instanceof TimelineExistsError ||
     error instanceof TimelineBusyError ||
+    error instanceof TimelineRunningError ||
     error instanceof SystemIdMismatchError
   )
     return new ApiError(409, "conflict", message);

@@ -279,6 +279,25 @@ export function registerTimelineRoutes(app: FastifyInstance, ctx: RouteContext):
     },
   );
 
+  app.post<{ Params: { id: string } }>(
+    "/v1/timelines/:id/start",
+    {
+      schema: {
+        summary: "Start a stopped timeline again",
+        description:
+          "Reopens a timeline stopped by POST .../shutdown (or one that could not be opened at start: say, after fixing its disk) and starts its WAL receiver; 409 when it is running.",
+        params: idParams,
+        response: { 200: timelineSchema, ...errors(400, 404, 409, 503) },
+      },
+    },
+    async (request, reply) => {
+      const entry = await runRequestTask(serverOwner, ctx.tasks, request, reply, (rctx) =>
+        service.startTimeline(request.params.id, rctx),
+      );
+      return timelineJson(entry);
+    },
+  );
+
   app.get<{ Params: { id: string }; Querystring: { lsn: string; timeout_ms: number } }>(
     "/v1/timelines/:id/wait_lsn",
     {

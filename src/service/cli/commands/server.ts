@@ -55,7 +55,7 @@ Endpoints (GET /openapi.json has them all, with their parameters):
   GET  /v1/timelines/ID/wait_lsn?lsn=0/3000000&timeout_ms=10000
   GET  /v1/timelines/ID/wal?from=&to=  GET /v1/timelines/ID/records?from=&to=&rel=&fork=&blk=
   GET  /v1/timelines/ID/wal_files/NAME (for restore-wal --server)
-  POST /v1/timelines/ID/shutdown?mode=hard|freeze-and-flush
+  POST /v1/timelines/ID/shutdown?mode=hard|freeze-and-flush   POST /v1/timelines/ID/start
   GET  /v1/tasks                       the live task tree
 
 Auth: make a key pair with
