@@ -25,7 +25,12 @@ import {
   remoteKeys,
 } from "../../src/remote/index.js";
 import { S3Storage, type S3StorageOptions } from "../../src/remote/s3_storage.js";
-import { parseTimelineIndex, Timeline, type TimelineIndex } from "../../src/timeline/index.js";
+import {
+  LayerCorruptError,
+  parseTimelineIndex,
+  Timeline,
+  type TimelineIndex,
+} from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
 import { BUCKET, FaultProxy, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
@@ -136,10 +141,14 @@ describe("a timeline's uploads and downloads through S3 with faults injected", {
           if (text !== undefined) index = parseTimelineIndex(text.toString("utf8"), "s3");
         } catch (error) {
           // s3rver (unlike S3) writes objects in place: a read beside a write may break off
-          // (transient), or find a cut upload, which S3Storage refuses. Look again later.
+          // (transient), find a cut upload, which S3Storage refuses, or (seen once under
+          // load) get a torn copy of the index. Look again later; the last look, after the
+          // uploads ended, must succeed.
           const retry =
-            error instanceof RemoteStorageError &&
-            (error.transient || /SHA-256/.test(error.message));
+            !last &&
+            ((error instanceof RemoteStorageError &&
+              (error.transient || /SHA-256/.test(error.message))) ||
+              error instanceof LayerCorruptError);
           if (!retry) throw error;
         }
         if (index !== undefined) {
