@@ -195,15 +195,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         "request failed",
       );
     }
-    if (reply.sent || reply.raw.headersSent) return;
-    void reply.code(api.status).type("application/json").send(api.toBody());
+    if (reply.sent || reply.raw.headersSent) return reply;
+    return reply.code(api.status).type("application/json").send(api.toBody());
   });
 
-  app.setNotFoundHandler((request, reply) => {
-    void reply
+  app.setNotFoundHandler((request, reply) =>
+    reply
       .code(404)
-      .send(new ApiError(404, "not_found", `No route ${request.method} ${request.url}`).toBody());
-  });
+      .send(new ApiError(404, "not_found", `No route ${request.method} ${request.url}`).toBody()),
+  );
 
   const ctx: RouteContext = {
     ...options,
