@@ -25,6 +25,17 @@ import { loadWal, type Wal, walDir } from "./wal_source.js";
 const MB = 1e6;
 const MiB = 1 << 20;
 const PIECE = 128 << 10;
+/** A timeline for `wal`, with the 64 MiB layers BENCHMARKS.md's figures are for. */
+function createTimeline(wal: Wal, dataDir: string, id: string): Promise<Timeline> {
+  return Timeline.create({
+    layerSize: 64 << 20,
+    dataDir,
+    id,
+    startLsn: wal.start,
+    segmentSize: wal.segmentSize,
+  });
+}
+
 function ctx(): RequestContext {
   return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
 }
@@ -43,13 +54,7 @@ async function benchIngest(wal: Wal): Promise<void> {
       globalThis.gc?.();
       const c = ctx();
       const t0 = process.hrtime.bigint();
-      const tl = await Timeline.create({
-        layerSize: 64 << 20, // pinned: BENCHMARKS.md's figures are for 64 MiB layers
-        dataDir,
-        id: "bench",
-        startLsn: wal.start,
-        segmentSize: wal.segmentSize,
-      });
+      const tl = await createTimeline(wal, dataDir, "bench");
       for (let off = 0; off < wal.bytes.length; off += PIECE) {
         // The timeline keeps what it is given; a subarray of the source is enough here.
         const piece = wal.bytes.subarray(off, Math.min(off + PIECE, wal.bytes.length));
@@ -83,13 +88,7 @@ async function benchWaitLsn(wal: Wal): Promise<void> {
   const fromCall = new Float64Array(ROUNDS * WAITERS);
   const fromAdvance = new Float64Array(ROUNDS * WAITERS);
   try {
-    const tl = await Timeline.create({
-      layerSize: 64 << 20, // pinned: BENCHMARKS.md's figures are for 64 MiB layers
-      dataDir,
-      id: "wait",
-      startLsn: wal.start,
-      segmentSize: wal.segmentSize,
-    });
+    const tl = await createTimeline(wal, dataDir, "wait");
     const c = ctx();
     // Waiters for far-away LSNs stay pending throughout, so the wake-up is not the only work.
     const far = wal.start + BigInt(wal.bytes.length) + 1n;
@@ -152,13 +151,7 @@ async function benchWaitLsnStreaming(wal: Wal): Promise<void> {
   const lat: number[] = [];
   const latAdvance: number[] = [];
   try {
-    const tl = await Timeline.create({
-      layerSize: 64 << 20, // pinned: BENCHMARKS.md's figures are for 64 MiB layers
-      dataDir,
-      id: "wait",
-      startLsn: wal.start,
-      segmentSize: wal.segmentSize,
-    });
+    const tl = await createTimeline(wal, dataDir, "wait");
     const c = ctx();
     let r = 0;
     for (let off = 0; off < wal.bytes.length; off += PIECE) {
@@ -211,13 +204,7 @@ async function benchReads(wal: Wal): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "tideline-bench-reads-"));
   try {
     const size = Math.min(wal.bytes.length, 64 * MiB);
-    const tl = await Timeline.create({
-      layerSize: 64 << 20, // pinned: BENCHMARKS.md's figures are for 64 MiB layers
-      dataDir,
-      id: "reads",
-      startLsn: wal.start,
-      segmentSize: wal.segmentSize,
-    });
+    const tl = await createTimeline(wal, dataDir, "reads");
     const c = ctx();
     for (let off = 0; off < size; off += PIECE)
       await tl.ingest(

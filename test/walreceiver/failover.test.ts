@@ -10,22 +10,16 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { Timeline } from "../../src/timeline/index.js";
-import {
-  formatLsn,
-  type Lsn,
-  parseLsn,
-  parseSegmentFileName,
-  segmentStart,
-} from "../../src/wal/index.js";
+import { formatLsn, type Lsn, parseSegmentFileName, segmentStart } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
 import { type Cluster, HAVE_PG15, startCluster, startStandby } from "../support/postgres.js";
+import { testContext } from "../timeline/source.js";
 import {
+  assertSameWal,
   cli,
-  firstDifference,
+  lsnOf,
   serverSegmentFile,
-  serverWal,
   type ThrottledProxy,
   throttledProxy,
   until,
@@ -35,25 +29,7 @@ import {
 const SEG = 1 << 20;
 const ID = "failover";
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
-
-async function lsnOf(pg: Cluster, fn: string): Promise<Lsn> {
-  return parseLsn(await pg.sql(`SELECT ${fn}`));
-}
-
-/** The timeline's WAL of [from, to) equals the server's pg_wal bytes. */
-async function assertSameWal(tl: Timeline, pg: Cluster, from: Lsn, to: Lsn): Promise<void> {
-  const ours = await tl.readWal(from, to, ctx());
-  const theirs = serverWal(pg, from, to);
-  const at = firstDifference(ours, theirs);
-  assert.equal(
-    at,
-    -1,
-    `timeline WAL ${formatLsn(from)}..${formatLsn(to)} (${ours.length} bytes) differs from ${pg.walDir} (${theirs.length} bytes) at ${formatLsn(from + BigInt(at))}`,
-  );
-}
+const ctx = testContext;
 
 describe("failover between a primary and its standby", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
@@ -353,50 +329,72 @@ describe("promotion while the standby holds only part of a record", {
   });
 });
 
+/** A primary, a standby fed through a proxy that can hold its stream, and a timeline. */
+interface ThrottledPair {
+  primary?: Cluster;
+  standby?: Cluster;
+  proxy?: ThrottledProxy;
+  dir?: string;
+  tl?: Timeline;
+}
+
+/**
+ * Starts `pair`'s servers (the standby caught up) and creates timeline `id` at the segment
+ * of the primary's flush LSN; `prepare` runs on the primary before the standby starts.
+ */
+async function startThrottledPair(
+  pair: ThrottledPair,
+  id: string,
+  prepare: (p: Cluster) => Promise<unknown> = async () => {},
+) {
+  const p = await startCluster({
+    walSegmentSizeMiB: 1,
+    settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
+  });
+  pair.primary = p;
+  await prepare(p);
+  const proxy = await throttledProxy(p.port, 4 << 20);
+  pair.proxy = proxy;
+  const s = await startStandby(p, {
+    settings: {
+      primary_conninfo: `host=127.0.0.1 port=${proxy.port} user=postgres application_name=standby`,
+    },
+  });
+  pair.standby = s;
+  const flushed = await lsnOf(p, "pg_current_wal_flush_lsn()");
+  await until(
+    async () => (await lsnOf(s, "pg_last_wal_receive_lsn()")) >= flushed,
+    () => "the standby caught up",
+  );
+  pair.dir = mkdtempSync(join(tmpdir(), `tideline-${id}-`));
+  const timeline = await Timeline.create({
+    dataDir: pair.dir,
+    id,
+    startLsn: segmentStart(flushed, SEG),
+    segmentSize: SEG,
+  });
+  pair.tl = timeline;
+  return { p, s, proxy, timeline, flushed };
+}
+
+async function stopThrottledPair(pair: ThrottledPair): Promise<void> {
+  await pair.tl?.shutdown("hard");
+  // Before the servers: a held proxy would keep the primary's shutdown waiting.
+  pair.proxy?.close();
+  await Promise.all([pair.primary?.stop(), pair.standby?.stop()]);
+  if (pair.dir) rmSync(pair.dir, { recursive: true, force: true });
+}
+
 describe("a standby that stops receiving", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
 }, () => {
-  let primary: Cluster | undefined;
-  let standby: Cluster | undefined;
-  let proxy: ThrottledProxy | undefined;
-  let dir: string | undefined;
-  let tl: Timeline | undefined;
-
-  after(async () => {
-    await tl?.shutdown("hard");
-    // Before the servers: a held proxy would keep the primary's shutdown waiting.
-    proxy?.close();
-    await Promise.all([primary?.stop(), standby?.stop()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const pair: ThrottledPair = {};
+  after(() => stopThrottledPair(pair));
 
   it("is left for the primary after laggingWalTimeout (NoWalTimeout), with no gap", async () => {
-    const p = await startCluster({
-      walSegmentSizeMiB: 1,
-      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-    });
-    primary = p;
-    await p.pgbench(["-i", "-s", "1", "-q"]);
-    proxy = await throttledProxy(p.port, 4 << 20);
-    const s = await startStandby(p, {
-      settings: {
-        primary_conninfo: `host=127.0.0.1 port=${proxy.port} user=postgres application_name=standby`,
-      },
-    });
-    standby = s;
-    const flushed = await lsnOf(p, "pg_current_wal_flush_lsn()");
-    await until(
-      async () => (await lsnOf(s, "pg_last_wal_receive_lsn()")) >= flushed,
-      () => "the standby caught up",
+    const { p, s, proxy, timeline, flushed } = await startThrottledPair(pair, "lagging", (p) =>
+      p.pgbench(["-i", "-s", "1", "-q"]),
     );
-    dir = mkdtempSync(join(tmpdir(), "tideline-lagging-"));
-    const timeline = await Timeline.create({
-      dataDir: dir,
-      id: "lagging",
-      startLsn: segmentStart(flushed, SEG),
-      segmentSize: SEG,
-    });
-    tl = timeline;
     const receiver = WalReceiver.start(timeline, {
       sources: [url(s), url(p)],
       checkIntervalMs: 100,
@@ -428,45 +426,11 @@ describe("a standby that stops receiving", {
 describe("a promoted standby that never had WAL Tideline holds", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
 }, () => {
-  let primary: Cluster | undefined;
-  let standby: Cluster | undefined;
-  let proxy: ThrottledProxy | undefined;
-  let dir: string | undefined;
-  let tl: Timeline | undefined;
-
-  after(async () => {
-    await tl?.shutdown("hard");
-    proxy?.close();
-    await Promise.all([primary?.stop(), standby?.stop()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const pair: ThrottledPair = {};
+  after(() => stopThrottledPair(pair));
 
   it("is refused for good with a clear error: the timeline diverged from the source's history", async () => {
-    const p = await startCluster({
-      walSegmentSizeMiB: 1,
-      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-    });
-    primary = p;
-    proxy = await throttledProxy(p.port, 4 << 20);
-    const s = await startStandby(p, {
-      settings: {
-        primary_conninfo: `host=127.0.0.1 port=${proxy.port} user=postgres application_name=standby`,
-      },
-    });
-    standby = s;
-    const flushed = await lsnOf(p, "pg_current_wal_flush_lsn()");
-    await until(
-      async () => (await lsnOf(s, "pg_last_wal_receive_lsn()")) >= flushed,
-      () => "the standby caught up",
-    );
-    dir = mkdtempSync(join(tmpdir(), "tideline-diverged-"));
-    const timeline = await Timeline.create({
-      dataDir: dir,
-      id: "diverged",
-      startLsn: segmentStart(flushed, SEG),
-      segmentSize: SEG,
-    });
-    tl = timeline;
+    const { p, s, proxy, timeline } = await startThrottledPair(pair, "diverged");
     const first = WalReceiver.start(timeline, { sources: [url(p)], checkIntervalMs: 100 });
     // The standby stops receiving; Tideline gets more WAL from the primary, which then dies.
     proxy.hold();

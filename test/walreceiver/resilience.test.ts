@@ -10,43 +10,18 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/lifecycle/index.js";
+import { CancellationToken, sleep } from "../../src/lifecycle/index.js";
 import { Timeline, writeLayerFile } from "../../src/timeline/index.js";
-import { formatLsn, type Lsn, parseLsn, segmentStart } from "../../src/wal/index.js";
+import { formatLsn, parseLsn, segmentStart } from "../../src/wal/index.js";
 import { WalReceiver } from "../../src/walreceiver/index.js";
 import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
-import {
-  type CliRun,
-  cli,
-  firstDifference,
-  killChild,
-  serverWal,
-  until,
-  url,
-} from "./server-wal.js";
+import { testContext } from "../timeline/source.js";
+import { assertSameWal, type CliRun, cli, killChild, lsnOf, until, url } from "./server-wal.js";
 
 const SEG = 1 << 20;
 
-function ctx() {
-  return RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-}
-
-async function lsnOf(pg: Cluster, fn: string): Promise<Lsn> {
-  return parseLsn(await pg.sql(`SELECT ${fn}`));
-}
-
-/** The timeline's WAL of [from, to) equals the server's pg_wal bytes. */
-async function assertSameWal(tl: Timeline, pg: Cluster, from: Lsn, to: Lsn): Promise<void> {
-  const ours = await tl.readWal(from, to, ctx());
-  const theirs = serverWal(pg, from, to);
-  const at = firstDifference(ours, theirs);
-  assert.equal(
-    at,
-    -1,
-    `timeline WAL ${formatLsn(from)}..${formatLsn(to)} (${ours.length} bytes) differs from the server's (${theirs.length} bytes) at ${formatLsn(from + BigInt(at))}`,
-  );
-}
+const ctx = testContext;
 
 describe("a WAL receiver that rides out restarts, timeouts and crashes", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",

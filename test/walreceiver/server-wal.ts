@@ -7,8 +7,17 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createConnection, createServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { type Lsn, segmentFileName, segmentNumber, segmentStartLsn } from "../../src/wal/index.js";
+import type { Timeline } from "../../src/timeline/index.js";
+import {
+  formatLsn,
+  type Lsn,
+  parseLsn,
+  segmentFileName,
+  segmentNumber,
+  segmentStartLsn,
+} from "../../src/wal/index.js";
 import type { Cluster } from "../support/postgres.js";
+import { testContext } from "../timeline/source.js";
 
 export const BIN = "dist/service/cli/main.js";
 
@@ -177,4 +186,21 @@ export function throttledProxy(
       });
     });
   });
+}
+
+/** The LSN a SQL function returns, e.g. `lsnOf(pg, "pg_current_wal_lsn()")`. */
+export async function lsnOf(pg: Cluster, fn: string): Promise<Lsn> {
+  return parseLsn(await pg.sql(`SELECT ${fn}`));
+}
+
+/** The timeline's WAL of [from, to) equals the server's pg_wal bytes. */
+export async function assertSameWal(tl: Timeline, pg: Cluster, from: Lsn, to: Lsn): Promise<void> {
+  const ours = await tl.readWal(from, to, testContext());
+  const theirs = serverWal(pg, from, to);
+  const at = firstDifference(ours, theirs);
+  assert.equal(
+    at,
+    -1,
+    `timeline WAL ${formatLsn(from)}..${formatLsn(to)} (${ours.length} bytes) differs from ${pg.walDir} (${theirs.length} bytes) at ${formatLsn(from + BigInt(at))}`,
+  );
 }

@@ -14,6 +14,7 @@ import {
   CancelledError,
   type RequestContext,
   spawn,
+  type Task,
   TaskKind,
   type TaskOwner,
   type TaskRegistry,
@@ -36,6 +37,25 @@ export async function runRequestTask<T>(
   reply: FastifyReply,
   body: (ctx: RequestContext) => Promise<T>,
 ): Promise<T> {
+  const { task } = spawnForRequest(owner, registry, request, reply, body);
+  const outcome = await task.join();
+  if (outcome.status === "succeeded") return outcome.value;
+  if (outcome.status === "failed") throw outcome.error;
+  throw new CancelledError(task.token.reason);
+}
+
+/**
+ * Spawns the request's task under `owner` and cancels it if the client disconnects before
+ * the response is sent (also when it went before this ran: auth is async, so no close
+ * event would come). `clientLeft()` says whether that happened.
+ */
+function spawnForRequest<T>(
+  owner: TaskOwner,
+  registry: TaskRegistry | undefined,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  body: (ctx: RequestContext) => Promise<T>,
+): { task: Task<T>; clientLeft: () => boolean } {
   const task = spawn(
     {
       ...owner,
@@ -45,20 +65,16 @@ export async function runRequestTask<T>(
     },
     body,
   );
+  let left = false;
   const onClose = () => {
-    if (!reply.raw.writableFinished) task.cancel("client disconnected");
+    if (reply.raw.writableFinished) return;
+    left = true;
+    task.cancel("client disconnected");
   };
   reply.raw.on("close", onClose);
-  // The client may have gone before the handler ran (auth is async): no close event then.
-  if (clientGone(request, reply)) task.cancel("client disconnected");
-  try {
-    const outcome = await task.join();
-    if (outcome.status === "succeeded") return outcome.value;
-    if (outcome.status === "failed") throw outcome.error;
-    throw new CancelledError(task.token.reason);
-  } finally {
-    reply.raw.off("close", onClose);
-  }
+  if (clientGone(request, reply)) onClose();
+  task.onEnded(() => reply.raw.off("close", onClose));
+  return { task, clientLeft: () => left };
 }
 
 /**
@@ -86,45 +102,29 @@ export async function streamRequestTask(
   const started = new Promise<"started">((resolve) => {
     ready = () => resolve("started");
   });
-  const task = spawn(
-    {
-      ...owner,
-      ...(registry !== undefined ? { registry } : {}),
-      name: requestTaskName(request),
-      kind: TaskKind.HttpRequest,
-    },
-    async (ctx) => {
-      const it = produce(ctx)[Symbol.asyncIterator]();
-      const first = await it.next();
-      ready();
-      if (first.done === true) {
-        out.end();
-        return;
+  const { task, clientLeft } = spawnForRequest(owner, registry, request, reply, async (ctx) => {
+    const it = produce(ctx)[Symbol.asyncIterator]();
+    const first = await it.next();
+    ready();
+    if (first.done === true) {
+      out.end();
+      return;
+    }
+    async function* rest() {
+      try {
+        yield first.value;
+        for (let n = await it.next(); n.done !== true; n = await it.next()) yield n.value;
+      } finally {
+        // Closing `rest` (an aborted pipeline) must close the producer too, so its own
+        // `finally` runs: gate guards, layer pins and temporary files are released.
+        await it.return?.();
       }
-      async function* rest() {
-        try {
-          yield first.value;
-          for (let n = await it.next(); n.done !== true; n = await it.next()) yield n.value;
-        } finally {
-          // Closing `rest` (an aborted pipeline) must close the producer too, so its own
-          // `finally` runs: gate guards, layer pins and temporary files are released.
-          await it.return?.();
-        }
-      }
-      await pipeline(rest(), out, { signal: ctx.token.signal });
-    },
-  );
-  let gone = false;
-  const onClose = () => {
-    if (reply.raw.writableFinished) return;
-    gone = true;
-    task.cancel("client disconnected");
-  };
-  reply.raw.on("close", onClose);
-  if (clientGone(request, reply)) onClose();
+    }
+    await pipeline(rest(), out, { signal: ctx.token.signal });
+  });
   task.onEnded((outcome) => {
-    reply.raw.off("close", onClose);
-    if (outcome.status === "failed" && !gone && !owner.token.isCancelled) onFailure(outcome.error);
+    if (outcome.status === "failed" && !clientLeft() && !owner.token.isCancelled)
+      onFailure(outcome.error);
   });
   const first = await Promise.race([started, task.join()]);
   if (first !== "started") {
