@@ -1,7 +1,8 @@
 /**
  * `tideline waldump --stats` against `pg_waldump --stats` on the same ≥ 600 MB of real pgbench
  * WAL, both timed here, in one run, as whole processes (wall time, median of 5, interleaved;
- * `tideline` also with `--jobs 1`; CPU time from /usr/bin/time when it is there).
+ * `tideline` also with `--jobs 1`, and without the native CRC-32C addon (`TIDELINE_NATIVE=0`);
+ * CPU time from /usr/bin/time when it is there).
  *
  * The WAL is made once by a throwaway PostgreSQL 15 cluster (`pgbench -i -s 30`, then
  * `pgbench -c 2 -j 2 -T 30` until the cluster has written at least 640 MiB, then a clean stop)
@@ -84,10 +85,15 @@ const HAVE_TIME = existsSync(TIME);
 function timed(
   cmd: string,
   args: string[],
+  env: Record<string, string> = {},
 ): { s: number; cpu: number | undefined; stdout: string; stderr: string } {
   const [c, a] = HAVE_TIME ? [TIME, ["-f", "@cpu %U %S", cmd, ...args]] : [cmd, args];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(c, a, { encoding: "utf8", maxBuffer: 64 * MiB });
+  const r = spawnSync(c, a, {
+    encoding: "utf8",
+    maxBuffer: 64 * MiB,
+    env: { ...process.env, ...env },
+  });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error) throw r.error;
   let stderr = r.stderr;
@@ -155,14 +161,23 @@ async function main(): Promise<void> {
   const theirs: number[] = [];
   const ours: number[] = [];
   const one: number[] = [];
-  const cpu: Record<string, number[]> = { theirs: [], ours: [], one: [] };
+  const js: number[] = [];
+  const cpu: Record<string, number[]> = { theirs: [], ours: [], one: [], js: [] };
+  const jsEnv = { TIDELINE_NATIVE: "0" };
+  const jsRun = timed(process.execPath, oursArgs, jsEnv);
+  if (jsRun.stdout !== b.stdout) {
+    console.log("MISMATCH: the JavaScript CRC run printed other numbers");
+    process.exitCode = 1;
+    return;
+  }
   for (let i = 0; i < RUNS; i++) {
-    for (const [key, list, cmd, args] of [
-      ["theirs", theirs, waldump, theirsArgs],
-      ["ours", ours, process.execPath, oursArgs],
-      ["one", one, process.execPath, oneArgs],
+    for (const [key, list, cmd, args, env] of [
+      ["theirs", theirs, waldump, theirsArgs, {}],
+      ["ours", ours, process.execPath, oursArgs, {}],
+      ["one", one, process.execPath, oneArgs, {}],
+      ["js", js, process.execPath, oursArgs, jsEnv],
     ] as const) {
-      const r = timed(cmd, [...args]);
+      const r = timed(cmd, [...args], env);
       list.push(r.s);
       if (r.cpu !== undefined) cpu[key]!.push(r.cpu);
     }
@@ -185,6 +200,11 @@ async function main(): Promise<void> {
   row("`pg_waldump --stats`", theirs, cpu.theirs!);
   row(`\`tideline waldump --stats\` (${availableParallelism()} threads)`, ours, cpu.ours!);
   row("`tideline waldump --stats --jobs 1`", one, cpu.one!);
+  row(
+    `\`TIDELINE_NATIVE=0 tideline waldump --stats\` (JavaScript CRC-32C, ${availableParallelism()} threads)`,
+    js,
+    cpu.js!,
+  );
   console.log(
     `\nratio tideline / pg_waldump (wall): ${(median(ours) / median(theirs)).toFixed(2)}`,
   );

@@ -24,6 +24,18 @@ if [ ! -x "$pg_bin/pg_waldump" ] || [ ! -x "$pg_bin/pgbench" ]; then
     || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${keep[@]}" postgresql-15
 fi
 
+# A C compiler for the optional native CRC-32C addon (scripts/build-native.mjs; without one,
+# Tideline computes CRCs in JavaScript, slower). Installed only when missing and allowed.
+if ! command -v "${CC:-cc}" >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "ensure-deps: installing a C compiler (gcc) for the native CRC-32C addon" >&2
+    { env DEBIAN_FRONTEND=noninteractive apt-get update -qq && env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev; } >/dev/null 2>&1 \
+      || echo "ensure-deps: could not install gcc; CRC-32C will be computed in JavaScript" >&2
+  else
+    echo "ensure-deps: no C compiler; CRC-32C will be computed in JavaScript (apt-get install gcc for the native addon)" >&2
+  fi
+fi
+
 # PostgreSQL refuses to run as root: tests run servers as this unprivileged user.
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres

@@ -11,6 +11,7 @@
 
 import { endianness } from "node:os";
 import { crc32c as nativeCrc32c } from "@node-rs/crc32";
+import { nativeCrc } from "./native.js";
 
 /** Reflected Castagnoli polynomial. */
 const POLY = 0x82f63b78;
@@ -34,8 +35,11 @@ function makeTables(): Int32Array {
 
 const T = makeTables();
 
+/** Tideline's own addon (no `subarray` per call), when built. */
+const ADDON = nativeCrc();
+
 /** Below this many bytes the JavaScript loop beats a native call. */
-const NATIVE_THRESHOLD = 256;
+const NATIVE_THRESHOLD = ADDON !== undefined ? 64 : 256;
 
 /** Whether 32-bit words can be read in place (little-endian machine: x86, ARM). */
 const LITTLE_ENDIAN = endianness() === "LE";
@@ -154,6 +158,9 @@ export function recordCrc32cIn(
   const bodyLen = totLen - 24;
   const o = offset + shift; // in buf
   if (bodyLen >= NATIVE_THRESHOLD) {
+    if (ADDON !== undefined) {
+      return ADDON.crc32c(buf, o, o + 20, ADDON.crc32c(buf, o + 24, o + totLen, 0));
+    }
     return crc32cRange(buf, o, o + 20, crc32cRange(buf, o + 24, o + totLen));
   }
   if (words !== undefined && (offset & 3) === 0) {
@@ -177,6 +184,9 @@ export function recordCrc32cIn(
  * ```
  */
 export function crc32cRange(buf: Uint8Array, start: number, end: number, crc = 0): number {
-  if (end - start >= NATIVE_THRESHOLD) return nativeCrc32c(buf.subarray(start, end), crc);
+  if (end - start >= NATIVE_THRESHOLD) {
+    if (ADDON !== undefined) return ADDON.crc32c(buf, start, end, crc);
+    return nativeCrc32c(buf.subarray(start, end), crc);
+  }
   return ~crcBytes(buf, start, end, ~crc) >>> 0;
 }

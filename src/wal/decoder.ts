@@ -12,6 +12,7 @@ import {
   WalRecordLengthError,
 } from "./errors.js";
 import { assertLsn, formatLsn, formatLsnParts, type Lsn, lsnFromParts } from "./lsn.js";
+import { type NativeCrc, nativeCrc } from "./native.js";
 import { parsePageHeader, validatePageHeader } from "./page.js";
 import { decodeRecordInto, RECORD_HEADER_SIZE, scanRecordInto, WalRecord } from "./record.js";
 import {
@@ -54,6 +55,12 @@ export interface WalDecoderOptions {
   expectedSystemId?: bigint;
   /** Check each record's CRC32C (default true). */
   verifyCrc?: boolean;
+  /**
+   * Use the native CRC-32C addon when it is built (default true): the CRCs of a chunk's
+   * records are then computed in one call. False computes them in JavaScript; the results,
+   * and the errors, are the same.
+   */
+  nativeCrc?: boolean;
   /** Lower bound for the largest acceptable record (default: the version's limit, ~1 GiB). */
   maxRecordSize?: number;
   /**
@@ -89,6 +96,9 @@ const CTX_INITIAL = 2; // first page read: skip the tail of an earlier record
 
 const TWO32 = 0x1_0000_0000;
 const EMPTY = Buffer.alloc(0);
+
+/** Records whose CRCs are computed in one native call, at most. */
+const CRC_BATCH = 8192;
 
 /**
  * Decodes PostgreSQL WAL (15, 16, 17, 18) from bytes pushed in any pieces: replication `w`
@@ -173,6 +183,16 @@ export class WalDecoder {
   private crcWords: Int32Array | undefined;
   private crcBuf2: Buffer = EMPTY; // and the one viewed before it
   private crcWords2: Int32Array | undefined;
+  // Batch CRC (native addon): the records of the current chunk, listed ahead of decoding, and
+  // their CRCs computed in one call. `listBuf` is the chunk listed (reset when the chunk
+  // changes); records from `listEnd` on were not looked at.
+  private readonly native: NativeCrc | undefined;
+  private listBuf: Buffer | undefined;
+  private listOffs: Int32Array = new Int32Array(0);
+  private listOut: Int32Array = new Int32Array(0);
+  private listN = 0;
+  private listAt = 0;
+  private listEnd = 0;
   private readonly scratch = Buffer.alloc(64);
   private failure: WalDecodeError | undefined;
   private finished = false;
@@ -203,6 +223,7 @@ export class WalDecoder {
     this.format = options.majorVersion === undefined ? undefined : walFormat(options.majorVersion);
     this.expectedSystemId = options.expectedSystemId;
     this.verifyCrc = options.verifyCrc ?? true;
+    this.native = this.verifyCrc && options.nativeCrc !== false ? nativeCrc() : undefined;
     this.decodeBlocks = options.decodeBlocks ?? true;
     if (options.maxRecordSize !== undefined) {
       if (
@@ -248,6 +269,7 @@ export class WalDecoder {
     this.buffered += b.length;
     if (this.off === this.buf.length && this.qHead === this.queue.length) {
       this.buf = b;
+      this.listBuf = undefined;
       this.off = 0;
       this.queue.length = 0;
       this.qHead = 0;
@@ -546,11 +568,13 @@ export class WalDecoder {
       }
       if (b.length > 0) {
         this.buf = b;
+        this.listBuf = undefined;
         this.off = 0;
         return true;
       }
     }
     this.buf = EMPTY;
+    this.listBuf = undefined;
     this.off = 0;
     return false;
   }
@@ -828,7 +852,10 @@ export class WalDecoder {
       const hi = this.posHi;
       const lo = this.posLo;
       this.checkHeader(buf, off, hi, lo);
-      if (this.verifyCrc) this.checkCrc(buf, off, totLen, hi, lo);
+      if (this.verifyCrc) {
+        if (this.native !== undefined) this.checkListedCrc(this.native, buf, off, hi, lo);
+        else this.checkCrc(buf, off, totLen, hi, lo);
+      }
       const rec = this.rec;
       rec.lsnHi = hi;
       rec.lsnLo = lo;
@@ -1013,6 +1040,101 @@ export class WalDecoder {
     if (this.decodeBlocks || !scanRecordInto(rec, b, o, fmt, this.blockSize)) {
       decodeRecordInto(rec, b, o, fmt, this.blockSize);
     }
+  }
+
+  /**
+   * The CRC check of a record lying whole in the current chunk at `off`, with the native addon:
+   * the first such record of a chunk lists the records after it (see {@link listRecords}) and
+   * has their CRCs computed in one call; the records then find theirs in the list. The list is
+   * only a guess at where records start: a record it does not name is checked alone (and the
+   * rest of the chunk listed again from the next one).
+   */
+  private checkListedCrc(
+    native: NativeCrc,
+    buf: Buffer,
+    off: number,
+    hi: number,
+    lo: number,
+  ): void {
+    if (buf !== this.listBuf || off >= this.listEnd) this.listRecords(native, buf, off, lo);
+    const offs = this.listOffs;
+    const n = this.listN;
+    let i = this.listAt;
+    while (i < n && offs[i]! < off) i++;
+    this.listAt = i;
+    let actual: number;
+    if (i < n && offs[i] === off) {
+      actual = this.listOut[i]! >>> 0;
+    } else {
+      actual = native.recordCrc(buf, off);
+      this.listBuf = undefined;
+    }
+    const stored =
+      (buf[off + 20]! | (buf[off + 21]! << 8) | (buf[off + 22]! << 16) | (buf[off + 23]! << 24)) >>>
+      0;
+    if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
+  }
+
+  /**
+   * Lists where the records of `buf` from `off` on (a record start, at an LSN whose low 32 bits
+   * are `lo`) should start, by following the length fields and the page headers, and computes
+   * their CRCs in one native call. Records that cross a page boundary are left out (they are
+   * assembled and checked alone); the walk stops at anything unexpected (a length below 24, a
+   * page without the expected magic, the end of the chunk). Nothing here is trusted: a record
+   * only uses a CRC computed for exactly its offset, over exactly its bytes.
+   */
+  private listRecords(native: NativeCrc, buf: Buffer, off: number, lo: number): void {
+    if (this.listOffs.length === 0) {
+      this.listOffs = new Int32Array(CRC_BATCH);
+      this.listOut = new Int32Array(CRC_BATCH);
+    }
+    const offs = this.listOffs;
+    const fmt = this.fmt;
+    const magic = fmt.pageMagic;
+    const longHeader = fmt.pageInfo.longHeader;
+    const contrecord = fmt.pageInfo.firstIsContrecord;
+    const pageSize = this.pageSize;
+    const mask = this.pageMask;
+    const len = buf.length;
+    const base = lo - off; // the low LSN bits of buf[0], modulo 2^32
+    let n = 0;
+    let pos = off;
+    while (n < CRC_BATCH && pos + RECORD_HEADER_SIZE <= len) {
+      const pageOff = (base + pos) & mask;
+      if (pageOff === 0) {
+        if ((buf[pos]! | (buf[pos + 1]! << 8)) !== magic) break;
+        const info = buf[pos + 2]! | (buf[pos + 3]! << 8);
+        const size = info & longHeader ? 40 : 24;
+        if (info & contrecord) {
+          const rem =
+            (buf[pos + 16]! |
+              (buf[pos + 17]! << 8) |
+              (buf[pos + 18]! << 16) |
+              (buf[pos + 19]! << 24)) >>>
+            0;
+          const first = size + rem + ((8 - (rem & 7)) & 7);
+          pos += Math.min(first, pageSize);
+        } else {
+          pos += size;
+        }
+        continue;
+      }
+      const tot =
+        (buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16) | (buf[pos + 3]! << 24)) >>> 0;
+      if (tot < RECORD_HEADER_SIZE) break;
+      if (pageOff + tot > pageSize) {
+        pos += pageSize - pageOff;
+        continue;
+      }
+      if (pos + tot > len) break;
+      offs[n++] = pos;
+      pos += (tot + 7) & ~7;
+    }
+    native.recordCrcs(buf, offs, n, this.listOut);
+    this.listBuf = buf;
+    this.listN = n;
+    this.listAt = 0;
+    this.listEnd = pos;
   }
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {

@@ -9,6 +9,7 @@ export * from "./decoder.js";
 export * from "./dump.js";
 export * from "./errors.js";
 export * from "./lsn.js";
+export * from "./native.js";
 export * from "./page.js";
 export * from "./record.js";
 export * from "./replication/index.js";

@@ -64,8 +64,8 @@ async function collect(cluster: Cluster): Promise<Wal> {
 }
 
 /** Decodes `bytes` in one go; returns detached records and the error that stopped it. */
-function decodeAll(wal: Wal, bytes = wal.bytes, sizes?: number[]) {
-  const dec = new WalDecoder({ startLsn: wal.startLsn, segmentSize: wal.segmentSize });
+function decodeAll(wal: Wal, bytes = wal.bytes, sizes?: number[], nativeCrc = true) {
+  const dec = new WalDecoder({ startLsn: wal.startLsn, segmentSize: wal.segmentSize, nativeCrc });
   const records: string[] = [];
   const infos: WalRecord[] = [];
   let error: WalDecodeError | undefined;
@@ -404,6 +404,25 @@ describe("WAL decoder against PostgreSQL 15", {
     assert.equal(crc.error.endOfWal, false);
     assert.match(crc.error.message, new RegExp(`record at ${formatLsn(target.lsn)}`));
     assert.equal(crc.records.length, idx);
+    // The same without the native batch CRC.
+    const crcJs = decodeAll(varied, flipped, undefined, false);
+    assert.ok(crcJs.error instanceof WalCrcMismatchError);
+    assert.equal(crcJs.error.message, crc.error.message);
+    assert.deepEqual(crcJs.records, crc.records);
+    // And in a long record (native even one at a time), in odd-sized chunks.
+    const long = infos.find(
+      (r, i) => i > 200 && r.totLen > 2000 && (r.lsn % 8192n) + BigInt(r.totLen) < 8192n,
+    );
+    if (long !== undefined) {
+      const flippedLong = Buffer.from(varied.bytes);
+      flippedLong[Number(long.lsn - varied.startLsn) + 1500]! ^= 0x80;
+      for (const native of [true, false]) {
+        const r = decodeAll(varied, flippedLong, [7919, 65536, 131], native);
+        assert.ok(r.error instanceof WalCrcMismatchError, `native ${native}`);
+        assert.equal(r.error.lsn, long.lsn);
+        assert.equal(r.records.length, infos.indexOf(long));
+      }
+    }
 
     const truncated = decodeAll(varied, varied.bytes.subarray(0, at + 50));
     assert.equal(truncated.error?.code, "truncated");

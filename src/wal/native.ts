@@ -1,0 +1,98 @@
+/**
+ * The optional native CRC-32C addon (`native/crc32c.c`, built by `scripts/build-native.mjs`):
+ * hardware CRC-32C for a whole batch of WAL records in one call. Without it (no C compiler
+ * when the package was built, or `TIDELINE_NATIVE=0`), the same values are computed in
+ * JavaScript and `@node-rs/crc32`, only slower.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * What the addon offers. Offsets are relative to the `buf` view passed.
+ *
+ * @example
+ * ```ts
+ * const n = nativeCrc();
+ * if (n !== undefined) n.crc32c(Buffer.from("123456789"), 0, 9, 0); // 0xE3069283
+ * ```
+ */
+export interface NativeCrc {
+  /** CRC-32C of `buf[start, end)`, continuing from `crc` (0 to start; `@node-rs/crc32`'s convention). */
+  crc32c(buf: Uint8Array, start: number, end: number, crc: number): number;
+  /** The same without the CPU's CRC instruction (a table), for tests. */
+  crc32cPortable(buf: Uint8Array, start: number, end: number, crc: number): number;
+  /** The CRC (`xl_crc`) of the WAL record at `offset`, whose `xl_tot_len` bytes lie in `buf`. */
+  recordCrc(buf: Uint8Array, offset: number): number;
+  /** `recordCrc` of the records at `offsets[0, count)`, into `out` (as int32). */
+  recordCrcs(buf: Uint8Array, offsets: Int32Array, count: number, out: Int32Array): void;
+  /** `"sse4.2"` (the x86-64 instruction) or `"table"`. */
+  readonly impl: string;
+}
+
+const ADDON = join("native", "build", "crc32c.node");
+
+/** Looks for `native/build/crc32c.node` in the package root above this module (dist/ or .build/src/). */
+function findAddon(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, ADDON);
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+let loaded: NativeCrc | undefined | null = null;
+let loadError: string | undefined;
+
+/**
+ * The native addon, or `undefined` when it was not built, cannot be loaded, or
+ * `TIDELINE_NATIVE=0` is set. Loaded once.
+ *
+ * @example
+ * ```ts
+ * console.log(nativeCrc()?.impl ?? "JavaScript CRC-32C");
+ * ```
+ */
+export function nativeCrc(): NativeCrc | undefined {
+  if (loaded !== null) return loaded;
+  loaded = undefined;
+  if (process.env.TIDELINE_NATIVE === "0") {
+    loadError = "disabled by TIDELINE_NATIVE=0";
+    return undefined;
+  }
+  const path = findAddon();
+  if (path === undefined) {
+    loadError = `${ADDON} not built (npm run build builds it when a C compiler is present)`;
+    return undefined;
+  }
+  try {
+    const mod = createRequire(import.meta.url)(path) as NativeCrc;
+    if (typeof mod.recordCrcs !== "function" || typeof mod.crc32c !== "function") {
+      loadError = `${path} is not Tideline's CRC-32C addon`;
+      return undefined;
+    }
+    loaded = mod;
+  } catch (e) {
+    loadError = `${path} could not be loaded: ${(e as Error).message}`;
+  }
+  return loaded;
+}
+
+/**
+ * How CRC-32C is computed in this process, for diagnostics: e.g. `native (sse4.2)` or
+ * `JavaScript (native addon not built ...)`.
+ *
+ * @example
+ * ```ts
+ * console.error(`CRC-32C: ${crcImplementation()}`);
+ * ```
+ */
+export function crcImplementation(): string {
+  const n = nativeCrc();
+  return n !== undefined ? `native (${n.impl})` : `JavaScript (${loadError ?? "no native addon"})`;
+}

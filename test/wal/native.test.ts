@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { arch } from "node:os";
+import { describe, it } from "node:test";
+import { crc32c } from "@node-rs/crc32";
+import fc from "fast-check";
+import { crc32cRange, recordCrc32c } from "../../src/wal/crc32c.js";
+import { crcImplementation, nativeCrc } from "../../src/wal/native.js";
+
+const built = existsSync(new URL("../../../native/build/crc32c.node", import.meta.url));
+const native = nativeCrc();
+const required = process.env.TIDELINE_REQUIRE_NATIVE === "1";
+
+describe("the native CRC-32C addon", () => {
+  it("is loaded when built (and is built where CI requires it)", (t) => {
+    if (required)
+      assert.ok(built, "TIDELINE_REQUIRE_NATIVE=1 but native/build/crc32c.node is missing");
+    assert.equal(native !== undefined, built && process.env.TIDELINE_NATIVE !== "0");
+    t.diagnostic(`CRC-32C: ${crcImplementation()}`);
+    if (native !== undefined && arch() === "x64") {
+      const sse42 = /\bsse4_2\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+      assert.equal(native.impl, sse42 ? "sse4.2" : "table");
+    }
+  });
+
+  it("agrees with @node-rs/crc32 on every length, offset, chaining and view (fast-check)", (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const backing = randomBytes(8192);
+    fc.assert(
+      fc.property(
+        fc.nat(64),
+        fc.nat(3000),
+        fc.nat(3000),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (viewAt, start, len, init) => {
+          const view = backing.subarray(viewAt, viewAt + 6000);
+          const expected = crc32c(view.subarray(start, start + len), init);
+          assert.equal(native.crc32c(view, start, start + len, init), expected);
+          assert.equal(native.crc32cPortable(view, start, start + len, init), expected);
+          assert.equal(crc32cRange(view, start, start + len, init), expected);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    assert.equal(native.crc32c(Buffer.from("123456789"), 0, 9, 0), 0xe3069283);
+  });
+
+  it("computes WAL record CRCs one at a time and in a batch, as the JavaScript does", (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const buf = randomBytes(1 << 16);
+    const offsets: number[] = [];
+    let pos = 8;
+    for (let i = 0; pos < buf.length - 3000; i++) {
+      const len = 24 + ((i * 7919) % (i % 10 === 0 ? 2900 : 120));
+      buf.writeUInt32LE(len, pos);
+      offsets.push(pos);
+      pos += (len + 7) & ~7;
+    }
+    const offs = Int32Array.from(offsets);
+    const out = new Int32Array(offs.length);
+    native.recordCrcs(buf, offs, offs.length, out);
+    for (let i = 0; i < offs.length; i++) {
+      const o = offs[i]!;
+      const expected = recordCrc32c(buf, o, buf.readUInt32LE(o));
+      assert.equal(out[i]! >>> 0, expected, `record ${i} at ${o}`);
+      assert.equal(native.recordCrc(buf, o), expected);
+    }
+  });
+
+  it("rejects records that do not lie in the buffer, and arguments of the wrong type", (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const buf = Buffer.alloc(100);
+    buf.writeUInt32LE(90, 16); // ends at 106 > 100
+    buf.writeUInt32LE(20, 40); // shorter than a header
+    buf.writeUInt32LE(60, 0);
+    const out = new Int32Array(4);
+    assert.throws(() => native.recordCrc(buf, 16), RangeError);
+    assert.throws(() => native.recordCrc(buf, 40), RangeError);
+    assert.throws(() => native.recordCrc(buf, 90), RangeError);
+    assert.throws(() => native.recordCrcs(buf, Int32Array.of(0, 16), 2, out), RangeError);
+    assert.throws(() => native.recordCrcs(buf, Int32Array.of(0), 2, out), RangeError);
+    assert.throws(() => native.recordCrcs(buf, Int32Array.of(-8), 1, out), RangeError);
+    native.recordCrcs(buf, Int32Array.of(0), 1, out);
+    assert.equal(out[0]! >>> 0, recordCrc32c(buf, 0, 60));
+    assert.throws(() => native.crc32c(buf, 10, 101, 0), RangeError);
+    assert.throws(() => native.crc32c(buf, 10, 5, 0), RangeError);
+    assert.throws(() => native.crc32c("abc" as unknown as Buffer, 0, 1, 0), TypeError);
+    assert.throws(() => native.crc32c(buf, -1, 5, 0), TypeError);
+    assert.throws(() => native.recordCrcs(buf, [0] as unknown as Int32Array, 1, out), TypeError);
+  });
+});
