@@ -20,9 +20,8 @@
 import { open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import * as zlib from "node:zlib";
-import { crc32c } from "@node-rs/crc32";
 import type { CancellationToken } from "../lifecycle/index.js";
-import type { Lsn } from "../wal/index.js";
+import { crc32c, type Lsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
 import { fsyncDir } from "./fs_util.js";
 import type { InMemoryLayer } from "./in_memory_layer.js";

@@ -9,8 +9,8 @@
  * @module
  */
 
+import { createRequire } from "node:module";
 import { endianness } from "node:os";
-import { crc32c as nativeCrc32c } from "@node-rs/crc32";
 import { nativeCrc } from "./native.js";
 
 /** Reflected Castagnoli polynomial. */
@@ -37,6 +37,15 @@ const T = makeTables();
 
 /** Tideline's own addon (no `subarray` per call), when built. */
 const ADDON = nativeCrc();
+
+type NodeRsCrc32c = (data: Uint8Array, initial?: number) => number;
+let nodeRs: NodeRsCrc32c | undefined;
+
+/** `@node-rs/crc32`'s crc32c, loaded on first use: only needed without the addon. */
+function nativeCrc32c(data: Uint8Array, initial: number): number {
+  nodeRs ??= (createRequire(import.meta.url)("@node-rs/crc32") as { crc32c: NodeRsCrc32c }).crc32c;
+  return nodeRs(data, initial);
+}
 
 /** Below this many bytes the JavaScript loop beats a native call. */
 const NATIVE_THRESHOLD = ADDON !== undefined ? 64 : 256;
@@ -189,4 +198,18 @@ export function crc32cRange(buf: Uint8Array, start: number, end: number, crc = 0
     return nativeCrc32c(buf.subarray(start, end), crc);
   }
   return ~crcBytes(buf, start, end, ~crc) >>> 0;
+}
+
+/**
+ * CRC-32C of all of `data`, continuing from `crc` (0 to start): natively (the addon, else
+ * `@node-rs/crc32`) for all but short inputs. For layer-file chunks and tables.
+ *
+ * @example
+ * ```ts
+ * crc32c(Buffer.from("123456789")); // 0xE3069283
+ * crc32c(b2, crc32c(b1)) === crc32c(Buffer.concat([b1, b2])); // true
+ * ```
+ */
+export function crc32c(data: Uint8Array, crc = 0): number {
+  return crc32cRange(data, 0, data.length, crc);
 }
