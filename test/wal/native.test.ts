@@ -46,6 +46,23 @@ describe("the native CRC-32C addon", () => {
     assert.equal(native.crc32c(Buffer.from("123456789"), 0, 9, 0), 0xe3069283);
   });
 
+  it("agrees on long inputs, where three interleaved chains are joined (fast-check)", (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const backing = randomBytes(200_000);
+    fc.assert(
+      fc.property(
+        fc.nat(4096),
+        fc.integer({ min: 700, max: 190_000 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (start, len, init) => {
+          const expected = crc32c(backing.subarray(start, start + len), init);
+          assert.equal(native.crc32c(backing, start, start + len, init), expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it("computes WAL record CRCs one at a time and in a batch, as the JavaScript does", (t) => {
     if (native === undefined) return t.skip("addon not built");
     const buf = randomBytes(1 << 16);
