@@ -1138,6 +1138,14 @@ export class WalDecoder {
   }
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
+    if (this.native !== undefined) {
+      // An assembled record (its xl_tot_len is `totLen`): one native call, whatever its length.
+      const actual = this.native.recordCrc(b, o);
+      const stored =
+        (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
+      if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
+      return;
+    }
     if (b !== this.crcBuf) {
       // Two views are kept: records alternate between the input chunk and `asm`.
       const otherBuf = this.crcBuf;
