@@ -1,17 +1,21 @@
 /**
- * `tideline export`: write a timeline's WAL out as standard segment files.
+ * `tideline export`: write a timeline's WAL out as standard segment files, from a data dir
+ * or from remote storage alone.
  *
  * @module
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { CancellationToken, RequestContext, TaskKind } from "../../../lifecycle/index.js";
-import { exportSegments, Timeline } from "../../../timeline/index.js";
+import { attachTimeline, openRemoteStorage, type RemoteStorage } from "../../../remote/index.js";
+import { exportSegments, LayerNotLocalError, Timeline } from "../../../timeline/index.js";
 import { formatLsn, type Lsn } from "../../../wal/index.js";
 import { lsnOption } from "./options.js";
 
 interface ExportCliOptions {
-  dataDir: string;
+  dataDir?: string;
+  remote?: string;
   timeline: string;
   out: string;
   from?: Lsn;
@@ -28,20 +32,51 @@ interface ExportCliOptions {
  * ```
  */
 export async function runExport(options: ExportCliOptions): Promise<number> {
-  if (!Timeline.exists(options.dataDir, options.timeline)) {
-    process.stderr.write(
-      `tideline export: no timeline "${options.timeline}" in data dir "${options.dataDir}"\n`,
+  const say = (m: string) => process.stderr.write(`tideline export: ${m}\n`);
+  if ((options.dataDir === undefined) === (options.remote === undefined)) {
+    say(
+      options.dataDir === undefined
+        ? "give one of --data-dir DIR or --remote URL"
+        : "give only one of --data-dir and --remote",
     );
-    return 1;
+    return 2;
   }
-  const timeline = await Timeline.open({
-    dataDir: options.dataDir,
-    id: options.timeline,
-    readOnly: true,
-  });
   const token = CancellationToken.fromSignal(signalOnInterrupt());
   const ctx = RequestContext.root(TaskKind.Main, token);
+  let storage: RemoteStorage | undefined;
+  let scratch: string | undefined;
+  let timeline: Timeline | undefined;
   try {
+    if (options.dataDir !== undefined) {
+      if (!Timeline.exists(options.dataDir, options.timeline)) {
+        say(`no timeline "${options.timeline}" in data dir "${options.dataDir}"`);
+        return 1;
+      }
+      timeline = await Timeline.open({
+        dataDir: options.dataDir,
+        id: options.timeline,
+        readOnly: true,
+      });
+    } else {
+      storage = await openRemoteStorage(options.remote!);
+      // Layers are downloaded as the export reads them, next to the output (which needs
+      // that room anyway), and removed at the end.
+      await mkdir(options.out, { recursive: true });
+      scratch = await mkdtemp(join(options.out, ".tideline-export-"));
+      timeline = await attachTimeline({
+        dataDir: scratch,
+        id: options.timeline,
+        storage,
+        ctx,
+        readOnly: true,
+        fsync: false, // a throwaway copy: only the exported files must be durable
+        retry: { maxAttempts: 5 },
+      });
+      if (timeline === undefined) {
+        say(`no timeline "${options.timeline}" in ${storage.display}`);
+        return 1;
+      }
+    }
     await mkdir(options.out, { recursive: true });
     const tty = process.stderr.isTTY;
     const result = await exportSegments(
@@ -63,12 +98,20 @@ export async function runExport(options: ExportCliOptions): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof RangeError) {
-      process.stderr.write(`tideline export: ${error.message}\n`);
+      say(error.message);
+      return 1;
+    }
+    if (error instanceof LayerNotLocalError) {
+      say(
+        `layer ${error.file} is not in the data dir (evicted to remote storage, or not downloaded yet): export from remote storage instead, with --remote URL in place of --data-dir`,
+      );
       return 1;
     }
     throw error;
   } finally {
-    await timeline.shutdown("hard");
+    await timeline?.shutdown("hard");
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    (storage as { destroy?: () => void } | undefined)?.destroy?.();
     token[Symbol.dispose]();
   }
 }
@@ -93,7 +136,11 @@ export function registerExport(program: Command): void {
   program
     .command("export")
     .description("write a timeline's WAL as standard segment files (as in pg_wal)")
-    .requiredOption("--data-dir <dir>", "Tideline's data directory")
+    .option("--data-dir <dir>", "Tideline's data directory")
+    .option(
+      "--remote <url>",
+      "read the timeline from remote storage alone: file:///path or s3://bucket/prefix?endpoint=...",
+    )
     .requiredOption("--timeline <id>", "the timeline to export")
     .requiredOption("--out <dir>", "where to write the segment files (created if missing)")
     .option(
@@ -110,8 +157,18 @@ them; an incomplete last segment is written as <name>.partial, zero-padded to th
 segment size (as pg_receivewal does). Each file is written, fsynced, then renamed into
 place. Reading is safe while \`tideline ingest\` runs on the same data directory.
 
-Example:
-  tideline export --data-dir /var/lib/tideline --timeline main --out /backup/wal`,
+Exactly one of --data-dir and --remote says where the timeline is. With --remote (e.g.
+after the machine with the data dir is gone, or for layers a server evicted), the layers
+the range needs are downloaded into a temporary directory inside --out and removed at
+the end: --out needs room for them as well as for the segments. S3 credentials come
+from the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE).
+
+Exit status: 0 exported, 1 no such timeline or range, 2 usage error.
+
+Examples:
+  tideline export --data-dir /var/lib/tideline --timeline main --out /backup/wal
+  tideline export --remote s3://backups/tideline --timeline main --out /restore/wal \\
+                  --from 0/3000000 --to 0/9000000`,
     )
     .action(async (options: ExportCliOptions) => {
       process.exitCode = await runExport(options);
