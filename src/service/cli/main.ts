@@ -45,8 +45,11 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    // Help and --version exit 0; a usage error (bad option or value) exits 2, as is usual.
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    // Help and --version exit 0; a usage error (bad option or value) exits 2, as is usual,
+    // unless the command chose its own status (commander's own is 1): restore-wal's
+    // --on-error abort makes it 255.
+    if (error instanceof CommanderError)
+      return error.exitCode === 0 ? 0 : error.exitCode === 1 ? 2 : error.exitCode;
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`tideline: ${message}\n`);
     return 1;

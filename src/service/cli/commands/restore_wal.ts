@@ -7,7 +7,7 @@
 import { mkdtemp, open, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Command, CommanderError } from "commander";
+import { type Command, CommanderError, Option } from "commander";
 import {
   CancellationToken,
   CancelledError,
@@ -23,21 +23,61 @@ import {
   parseHistoryFileName,
 } from "../../../wal/index.js";
 
-interface RestoreWalOptions {
+/**
+ * What `tideline restore-wal` does on a failure other than "the timeline does not hold the
+ * file": `missing` exits 2, which PostgreSQL takes like "not found"; `abort` exits 255, which
+ * makes PostgreSQL stop recovery with FATAL. See {@linkcode FAILURE_EXIT}.
+ */
+export type OnError = "missing" | "abort";
+
+/** The values of `--on-error`, the default first. */
+const ON_ERROR: readonly OnError[] = ["missing", "abort"];
+
+/**
+ * The exit status of a failure other than "not held" (bad usage, storage or server
+ * unreachable, damaged data, a crash), by `--on-error`.
+ *
+ * PostgreSQL's startup process takes every status from 1 to 125 as "not found", and a status
+ * above 125 or death by a signal other than SIGTERM as a hard failure (FATAL): see
+ * `RestoreArchivedFile` in xlogarchive.c and `wait_result_is_any_signal` in wait_error.c.
+ * - `missing`: 2, the status it always had (PostgreSQL sees "not found": in archive recovery
+ *   that is the end of the archive, so an outage ends recovery early; a standby goes on
+ *   streaming and asks again later).
+ * - `abort`: 255. Not 126 or 127, which PostgreSQL logs as "command not executable" and
+ *   "command not found"; not 128+N, which is how a shell reports death by signal N (and 143,
+ *   SIGTERM, PostgreSQL takes as a shutdown request, without FATAL). 255 is the usual "failed,
+ *   no more specific status", and what ssh exits with when it cannot reach the host, so a
+ *   `restore_command` run through ssh stops the same way when the connection fails.
+ */
+export const FAILURE_EXIT: Readonly<Record<OnError, number>> = { missing: 2, abort: 255 };
+
+/** The options of {@linkcode runRestoreWal}: `--timeline`, the source, and `--on-error`. */
+export interface RestoreWalOptions {
+  /** The timeline holding the WAL. */
   timeline: string;
+  /** Read from this Tideline data directory. */
   dataDir?: string;
+  /** Read from remote storage alone (`file:///...` or `s3://...`). */
   remote?: string;
+  /** Fetch from a running `tideline server` (http:// or https://). */
   server?: string;
+  /** With `server`: read the bearer token from this file (else `$TIDELINE_TOKEN`). */
   tokenFile?: string;
+  /** The exit status of failures other than "not held": `missing` (2, the default) or `abort` (255). */
+  onError?: OnError;
 }
 
-/** Exit codes: the file was written; the source does not hold it; anything else. */
+/** Exit codes: the file was written; the source does not hold it (see FAILURE_EXIT for the rest). */
 const WRITTEN = 0;
 const NOT_FOUND = 1;
-const FAILED = 2;
 
-/** A usage or configuration problem: exit 2 with the message. */
+/** A usage or configuration problem: exit 2 (255 with `--on-error abort`) with the message. */
 class UsageError extends Error {}
+
+/** The exit status of a failure with `onError` (any value not a known one counts as the default). */
+function failureExit(onError: unknown): number {
+  return onError === "abort" ? FAILURE_EXIT.abort : FAILURE_EXIT.missing;
+}
 
 /** Where the file comes from. */
 type Source =
@@ -101,14 +141,15 @@ function checkWalFileName(name: string): void {
 /**
  * Runs `tideline restore-wal`; returns the exit code: 0 when the file was written
  * (byte-exact, through a temporary file, fsynced, renamed), 1 when the source does not
- * hold it (nothing written: PostgreSQL then tries elsewhere or ends recovery), 2 for bad
- * usage or any other failure (nothing written). SIGINT/SIGTERM stop it at once, leaving
- * nothing behind. Exactly one of `dataDir`, `remote` and `server` must be given.
+ * hold it (nothing written: PostgreSQL then tries elsewhere or ends recovery), and for bad
+ * usage or any other failure (nothing written) 2, or 255 with `onError: "abort"` (see
+ * {@linkcode FAILURE_EXIT}). SIGINT/SIGTERM stop it at once, leaving nothing behind.
+ * Exactly one of `dataDir`, `remote` and `server` must be given.
  *
  * @example
  * ```ts
  * import { runRestoreWal } from "./restore_wal.js";
- * process.exitCode = await runRestoreWal("000000010000000000000003", "/pg/pg_wal/RECOVERYXLOG", { dataDir: "/data", timeline: "main" });
+ * process.exitCode = await runRestoreWal("000000010000000000000003", "/pg/pg_wal/RECOVERYXLOG", { dataDir: "/data", timeline: "main", onError: "abort" });
  * ```
  */
 export async function runRestoreWal(
@@ -117,6 +158,7 @@ export async function runRestoreWal(
   options: RestoreWalOptions,
 ): Promise<number> {
   const say = (message: string) => process.stderr.write(`tideline restore-wal: ${message}\n`);
+  const failed = failureExit(options.onError);
   const token = new CancellationToken();
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -126,6 +168,9 @@ export async function runRestoreWal(
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
+    if (options.onError !== undefined && !ON_ERROR.includes(options.onError)) {
+      throw new UsageError(`--on-error "${options.onError}" is not one of ${ON_ERROR.join(", ")}`);
+    }
     checkTimelineId(options.timeline);
     checkWalFileName(walFile);
     const source = await sourceOf(options);
@@ -150,14 +195,14 @@ export async function runRestoreWal(
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       process.kill(process.pid, signalled);
-      return FAILED;
+      return failed;
     }
     say(
       error instanceof UsageError || error instanceof TypeError || error instanceof RangeError
         ? (error as Error).message
         : `cannot restore ${walFile}: ${(error as Error).message}`,
     );
-    return FAILED;
+    return failed;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -225,8 +270,9 @@ async function restoreAndShutdown(timeline: Timeline, req: Request): Promise<boo
 /**
  * From a running `tideline server`: `GET {url}/v1/timelines/{id}/wal_files/{walFile}`,
  * 200 with the bytes, or 404 with `{"error":{"code":"not_found",...}}` when the timeline
- * does not hold the file. Any other answer is an error (exit 2), so that a server that is
- * down or misconfigured never looks to PostgreSQL like the end of the archive.
+ * does not hold the file. Any other answer is an error (exit 2, or 255 with `--on-error
+ * abort`), never "not held" (1): a server that is down or misconfigured is not the end of
+ * the archive.
  */
 async function fromServer(
   base: URL,
@@ -330,7 +376,7 @@ async function writeBody(
  * ```
  */
 export function registerRestoreWal(program: Command): void {
-  program
+  const command = program
     .command("restore-wal")
     .description("write one WAL file from a timeline, for PostgreSQL's restore_command (%f %p)")
     .argument("<walfile>", "the file PostgreSQL asks for (%f): a segment or a .history file")
@@ -346,10 +392,23 @@ export function registerRestoreWal(program: Command): void {
       "--token-file <file>",
       "with --server: the bearer token, read from this file (else $TIDELINE_TOKEN)",
     )
-    // Usage errors exit 2, like every failure other than "not found" (1).
+    .addOption(
+      new Option(
+        "--on-error <action>",
+        'on a failure other than "not held": missing exits 2, which PostgreSQL takes as not found; abort exits 255, which stops its recovery with FATAL',
+      )
+        .choices(ON_ERROR)
+        .default("missing"),
+    );
+  command
+    // Usage errors exit like every failure other than "not held" (1): 2, or 255 with
+    // --on-error abort. After the first unknown option commander leaves the rest unparsed,
+    // so an --on-error there is looked for among those words.
     .exitOverride((error) => {
       if (error.exitCode === 0) throw error;
-      throw new CommanderError(FAILED, error.code, error.message);
+      const onError =
+        lastOnError(command.args) ?? command.opts<RestoreWalOptions>().onError ?? "missing";
+      throw new CommanderError(failureExit(onError), error.code, error.message);
     })
     .addHelpText(
       "after",
@@ -362,19 +421,53 @@ Exactly one of --data-dir, --remote and --server says where the timeline is:
               sending "Authorization: Bearer <token>" when TIDELINE_TOKEN or --token-file
               gives one.
 
-Writes the file byte for byte as it was in the source's pg_wal (to <dest>.tmp, fsynced,
-then renamed) and exits 0. Exits 1, writing nothing, when the timeline does not hold it (a
-segment not complete yet, one of another PostgreSQL timeline, or no such timeline), as
-restore_command requires. Exits 2, writing nothing, on bad usage or any other failure
-(storage or server unreachable, damaged data); note that PostgreSQL treats every non-zero
-exit below 126 as "not found".
+Exit status (nothing is written unless it is 0):
+  0    written, byte for byte as in the source's pg_wal (to <dest>.tmp, fsynced, renamed);
+  1    the timeline does not hold the file (a segment not complete yet, one of another
+       PostgreSQL timeline, or no such timeline), as restore_command requires;
+  2    any other failure: bad usage, storage or server unreachable, damaged data;
+  255  instead of 2 with --on-error abort.
+
+PostgreSQL takes every status from 1 to 125 as "not found". In archive recovery that is the
+end of the archive: recovery ends there and the server is promoted, even when the cause was
+an outage. A standby goes on streaming and asks again later. A status above 125 makes its
+startup process stop with FATAL and the server shut down; once the cause is fixed, starting
+it again resumes recovery. Hence:
+  --on-error missing  (the default) suits a standby, which a passing outage only delays;
+  --on-error abort    suits point-in-time recovery, which an outage would otherwise end early
+                      without a word (PostgreSQL 13+ fails by itself when a recovery target
+                      is set and not reached, but not when recovering to the end of the WAL).
+Why 255: PostgreSQL logs 126 and 127 as "command not executable" and "command not found",
+and 128+N is how a shell reports death by signal N.
 
 In postgresql.conf of the server being recovered:
   restore_command = 'tideline restore-wal --data-dir /var/lib/tideline --timeline main %f %p'
   restore_command = 'tideline restore-wal --remote s3://backups/tideline --timeline main %f %p'
-  restore_command = 'tideline restore-wal --server http://tideline:9898 --timeline main %f %p'`,
+  restore_command = 'tideline restore-wal --server http://tideline:9898 --timeline main %f %p'
+  restore_command = 'tideline restore-wal --on-error abort --remote s3://backups/tideline --timeline main %f %p'`,
     )
     .action(async (walFile: string, dest: string, options: RestoreWalOptions) => {
-      process.exitCode = await runRestoreWal(walFile, dest, options);
+      // Whatever ends this process other than the answer below (an exception escaping a
+      // callback, a promise that never settles, a crash reported as 1) is a failure, never
+      // "not held".
+      let answer: number | undefined;
+      process.on("exit", (code) => {
+        if (answer === undefined || code !== answer)
+          process.exitCode = failureExit(options.onError);
+      });
+      answer = await runRestoreWal(walFile, dest, options);
+      process.exitCode = answer;
     });
+}
+
+/** The last `--on-error` value among `words` (`--on-error abort` or `--on-error=abort`), if any. */
+function lastOnError(words: readonly string[]): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === "--") break;
+    if (word === "--on-error") value = words[++i];
+    else if (word.startsWith("--on-error=")) value = word.slice("--on-error=".length);
+  }
+  return value;
 }
