@@ -3,11 +3,14 @@
  * and a `tideline server` over HTTP (a small node:http stub here, serving the same
  * timeline through restoreWalFile, as the server does). Every source writes the source's
  * segments byte for byte (exit 0); a file the timeline does not hold is exit 1 with
- * nothing written; bad usage and every other failure is exit 2 with nothing written.
+ * nothing written, with or without `--on-error abort`; bad usage and every other failure
+ * (S3 that went away, no server, a damaged layer, a crash) is exit 2 with nothing written,
+ * or 255 with `--on-error abort`, the status that makes PostgreSQL stop recovery.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -21,8 +24,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FileStorage, RemoteUploader } from "../../src/remote/index.js";
+import { S3Storage } from "../../src/remote/s3_storage.js";
 import { restoreWalFile, Timeline } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
+import { BUCKET, S3_CREDENTIALS, startS3Server } from "../support/s3.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
 const BIN = resolve("dist/service/cli/main.js");
@@ -33,9 +38,19 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the CLI without blocking this process (the stub server lives here). */
-function tideline(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/** The status of a failure other than "not held" with `--on-error abort`. */
+const ABORT = 255;
+
+/**
+ * Runs the CLI without blocking this process (the stub server lives here); `nodeArgs` go to
+ * node before the script.
+ */
+function tideline(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  nodeArgs: string[] = [],
+): Promise<Run> {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, TIDELINE_TOKEN: undefined, ...env },
   });
@@ -49,7 +64,7 @@ function tideline(args: string[], env: Record<string, string | undefined> = {}):
 }
 
 /** What the stub server does with the next requests. */
-type Mode = "serve" | "500" | "plain404" | "cut";
+type Mode = "serve" | "500" | "plain404" | "cut" | "hang";
 
 describe("tideline restore-wal from a data dir, remote storage, or a server", {
   skip: !HAVE_PG15 && "PostgreSQL 15 is not installed",
@@ -113,6 +128,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
           res.writeHead(404, { "content-type": "text/html" });
           return res.end("<html>no such page</html>");
         }
+        if (mode === "hang") return; // never answers; the client's end closes the socket
         const m = /^\/v1\/timelines\/([^/]+)\/wal_files\/([^/]+)$/.exec(req.url ?? "");
         if (m === null) return json(404, "no_route", "no such route");
         if (decodeURIComponent(m[1]!) !== "main")
@@ -181,32 +197,44 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
     assert.deepEqual(readdirSync(tmp), [], "--remote removed its temporary dir");
   });
 
-  it("exits 1 writing nothing for a file the timeline does not hold, from each source", async () => {
+  it("exits 1 writing nothing for a file the timeline does not hold, from each source, with --on-error abort too", async () => {
     const last = whole[whole.length - 1]!.name;
     const later =
       last.slice(0, 16) +
       (Number.parseInt(last.slice(16), 16) + 40).toString(16).toUpperCase().padStart(8, "0");
     const otherTli = `00000002${whole[0]!.name.slice(8)}`;
-    for (const [flag, value] of sources()) {
-      for (const name of [later, otherTli, "00000002.history", `${whole[0]!.name}.partial`]) {
+    for (const onError of [[], ["--on-error", "abort"]]) {
+      for (const [flag, value] of sources()) {
+        for (const name of [later, otherTli, "00000002.history", `${whole[0]!.name}.partial`]) {
+          const out = dest();
+          const r = await tideline([
+            "restore-wal",
+            ...onError,
+            "--timeline",
+            "main",
+            flag,
+            value,
+            name,
+            out,
+          ]);
+          assert.equal(r.status, 1, `${onError} ${flag} ${name}: ${r.stderr}`);
+          assert.match(r.stderr, /does not hold/);
+          nothingAt(out);
+        }
         const out = dest();
-        const r = await tideline(["restore-wal", "--timeline", "main", flag, value, name, out]);
-        assert.equal(r.status, 1, `${flag} ${name}: ${r.stderr}`);
-        assert.match(r.stderr, /does not hold/);
+        const r = await tideline([
+          "restore-wal",
+          ...onError,
+          "--timeline",
+          "other",
+          flag,
+          value,
+          whole[0]!.name,
+          out,
+        ]);
+        assert.equal(r.status, 1, `${onError} ${flag}, no such timeline: ${r.stderr}`);
         nothingAt(out);
       }
-      const out = dest();
-      const r = await tideline([
-        "restore-wal",
-        "--timeline",
-        "other",
-        flag,
-        value,
-        whole[0]!.name,
-        out,
-      ]);
-      assert.equal(r.status, 1, `${flag}, no such timeline: ${r.stderr}`);
-      nothingAt(out);
     }
   });
 
@@ -288,7 +316,125 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
     nothingAt(out);
   });
 
-  it("bad usage is exit 2: no source, two sources, --token-file without --server, a bad name", async () => {
+  it("--on-error abort: S3 that went away, no server, a server error or a damaged layer is exit 255, writing nothing; without it, exit 2", async () => {
+    const name = whole[0]!.name;
+    /** Asks `source` for `name` without --on-error, with `missing` and with `abort`. */
+    const each = async (source: string[], pattern: RegExp, env: Record<string, string> = {}) => {
+      for (const [onError, status] of [
+        [[], 2],
+        [["--on-error", "missing"], 2],
+        [["--on-error", "abort"], ABORT],
+      ] as const) {
+        const out = dest();
+        const r = await tideline(
+          ["restore-wal", ...onError, "--timeline", "main", ...source, name, out],
+          env,
+        );
+        assert.equal(r.status, status, `${source.join(" ")} ${onError.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, pattern);
+        nothingAt(out);
+      }
+    };
+    const { token } = testContext();
+
+    // S3 (s3rver) holding the timeline serves it; once it is gone, that is a failure.
+    const s3 = await startS3Server();
+    const env = {
+      AWS_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
+    };
+    const url = `s3://${BUCKET}/tl?endpoint=${s3.endpoint}&forcePathStyle=true&region=us-east-1`;
+    try {
+      const files = new FileStorage(join(dir, "remote"));
+      const storage = new S3Storage({
+        bucket: BUCKET,
+        prefix: "tl",
+        endpoint: s3.endpoint,
+        forcePathStyle: true,
+        region: "us-east-1",
+        credentials: S3_CREDENTIALS,
+      });
+      try {
+        for (const key of await files.list("", token))
+          await storage.put(key, (await files.get(key, token))!, token);
+      } finally {
+        storage.destroy();
+      }
+      const out = dest();
+      const r = await tideline(
+        ["restore-wal", "--on-error", "abort", "--timeline", "main", "--remote", url, name, out],
+        env,
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(readFileSync(out).equals(whole[0]!.bytes), "S3 serves it while it is up");
+    } finally {
+      await s3.close();
+    }
+    await each(["--remote", url], /cannot restore .*ECONNREFUSED/, env);
+
+    // No server at all, and a server answering 500.
+    const closed = new URL(serverUrl);
+    closed.port = String(Number(closed.port) === 65535 ? 1 : Number(closed.port) + 1);
+    await each(["--server", closed.toString()], /failed/);
+    mode = "500";
+    try {
+      await each(["--server", serverUrl], /answered 500/);
+    } finally {
+      mode = "serve";
+    }
+
+    // A damaged layer: a copy of the remote storage with a byte flipped in every layer file.
+    const damaged = join(dir, "remote-damaged");
+    cpSync(join(dir, "remote"), damaged, { recursive: true });
+    let flipped = 0;
+    for (const key of await new FileStorage(damaged).list("timelines/main/layers/", token)) {
+      const path = join(damaged, ...key.split("/"));
+      const bytes = readFileSync(path);
+      bytes[bytes.length >> 1]! ^= 0xff;
+      writeFileSync(path, bytes);
+      flipped++;
+    }
+    assert.ok(flipped > 0, "some layer files");
+    await each(["--remote", `file://${damaged}`], /is damaged/);
+  });
+
+  it('a crash escaping the command is a failure, never "not held": exit 2, or 255 with --on-error abort', async () => {
+    // An exception thrown from a timer while the server keeps the request waiting.
+    const crash = [
+      "--import",
+      `data:text/javascript,${encodeURIComponent('setTimeout(() => { throw new Error("injected crash"); }, 300);')}`,
+    ];
+    mode = "hang";
+    try {
+      for (const [onError, status] of [
+        [[], 2],
+        [["--on-error", "abort"], ABORT],
+      ] as const) {
+        const out = dest();
+        const r = await tideline(
+          [
+            "restore-wal",
+            ...onError,
+            "--timeline",
+            "main",
+            "--server",
+            serverUrl,
+            whole[0]!.name,
+            out,
+          ],
+          {},
+          crash,
+        );
+        assert.equal(r.status, status, `${onError.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, /injected crash/);
+        nothingAt(out);
+      }
+    } finally {
+      mode = "serve";
+    }
+  });
+
+  it("bad usage is exit 2, or 255 with --on-error abort: no source, two sources, --token-file without --server, a bad name", async () => {
     const name = whole[0]!.name;
     for (const [args, pattern] of [
       [["restore-wal", "--timeline", "main", name, dest()], /give one of --data-dir/],
@@ -330,14 +476,53 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
         /Unsupported remote storage URL/,
       ],
     ] as const) {
-      const r = await tideline([...args]);
-      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(r.stderr, pattern);
+      for (const [onError, status] of [
+        [[], 2],
+        [["--on-error", "abort"], ABORT],
+      ] as const) {
+        const r = await tideline([args[0], ...onError, ...args.slice(1)]);
+        assert.equal(r.status, status, `${args.join(" ")} ${onError.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, pattern);
+      }
     }
+    // Commander parses nothing after an unknown option: an --on-error there still counts.
+    for (const onError of [["--on-error", "abort"], ["--on-error=abort"]]) {
+      const r = await tideline([
+        "restore-wal",
+        "--timeline",
+        "main",
+        "--data_dir",
+        dataDir,
+        ...onError,
+        name,
+        dest(),
+      ]);
+      assert.equal(r.status, ABORT, `${onError.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /unknown option '--data_dir'/);
+    }
+    // A bad --on-error value is exit 2, with one line naming it.
+    const bad = await tideline([
+      "restore-wal",
+      "--on-error",
+      "abrot",
+      "--timeline",
+      "main",
+      "--data-dir",
+      dataDir,
+      name,
+      dest(),
+    ]);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(
+      bad.stderr.split("\n")[0]!,
+      /'--on-error <action>' argument 'abrot' is invalid\. Allowed choices are missing, abort/,
+    );
     const help = await tideline(["restore-wal", "--help"]);
     assert.equal(help.status, 0);
     assert.match(help.stdout, /--remote <url>/);
     assert.match(help.stdout, /--server <url>/);
     assert.match(help.stdout, /--token-file <file>/);
+    assert.match(help.stdout, /--on-error <action>/);
+    assert.match(help.stdout, /255 +instead of 2 with --on-error abort/);
   });
 });
