@@ -3,6 +3,9 @@
  * throwaway cluster, and a new server that recovers a copy of it through a `restore_command`
  * (`tideline restore-wal ...`) to a recovery target, is promoted and answers a query.
  *
+ * {@link recoverBackupExpectingFatal} does the same for a recovery that must fail: the server
+ * stops by itself with FATAL, never promoted.
+ *
  * `restore_command` runs as the server's user (`postgres` when the tests run as root), so it
  * must be able to run this checkout's `dist/`: {@link PITR_SKIP} says when it cannot.
  *
@@ -10,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chownSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Cluster, freePort, HAVE_PG15 } from "./postgres.js";
@@ -76,12 +79,20 @@ export interface Recovered {
   log: string;
 }
 
+/** A copy of a base backup set up to recover (not started yet). */
+interface Restore {
+  /** Its data dir. */
+  dir: string;
+  port: number;
+  /** The server log. */
+  logFile: string;
+}
+
 /**
- * Restores a copy of a base backup with `restoreCommand` and `target` (and
- * `recovery_target_action = 'promote'`), waits for promotion (asserting it happens), runs
- * `stateSql`, stops the server and returns the answer with the end of the server log.
+ * Copies the backup to `restored-<name>` in the cluster's temp dir, with `restoreCommand`,
+ * `target`, `recovery_target_action = 'promote'`, a port of its own and `recovery.signal`.
  */
-export async function recoverBackup(options: RecoverOptions): Promise<Recovered> {
+async function prepareRestore(options: Omit<RecoverOptions, "stateSql">): Promise<Restore> {
   const { cluster, name } = options;
   const dir = join(cluster.dir, `restored-${name}`);
   const cp = spawnSync("cp", ["-a", options.backupDir, dir]);
@@ -110,7 +121,29 @@ export async function recoverBackup(options: RecoverOptions): Promise<Recovered>
     true,
   );
   write("recovery.signal", "");
-  const logFile = join(cluster.dir, `restored-${name}.log`);
+  return { dir, port, logFile: join(cluster.dir, `restored-${name}.log`) };
+}
+
+/**
+ * Stops a restored server: a failed start leaves nothing to stop; a failed fast stop falls
+ * back to immediate.
+ */
+async function stopRestored(cluster: Cluster, dir: string, mode: "fast" | "immediate") {
+  const stop = (m: "fast" | "immediate") =>
+    cluster.run("pg_ctl", ["-D", dir, "-m", m, "-w", "stop"]);
+  await stop(mode)
+    .catch(() => stop("immediate"))
+    .catch(() => {});
+}
+
+/**
+ * Restores a copy of a base backup with `restoreCommand` and `target` (and
+ * `recovery_target_action = 'promote'`), waits for promotion (asserting it happens), runs
+ * `stateSql`, stops the server and returns the answer with the end of the server log.
+ */
+export async function recoverBackup(options: RecoverOptions): Promise<Recovered> {
+  const { cluster } = options;
+  const { dir, port, logFile } = await prepareRestore(options);
   let stopMode: "fast" | "immediate" = "immediate";
   try {
     await cluster.run("pg_ctl", ["-D", dir, "-l", logFile, "-w", "-t", "120", "start"]);
@@ -142,11 +175,34 @@ export async function recoverBackup(options: RecoverOptions): Promise<Recovered>
     stopMode = "fast";
     return { state, log };
   } finally {
-    const stop = (mode: "fast" | "immediate") =>
-      cluster.run("pg_ctl", ["-D", dir, "-m", mode, "-w", "stop"]);
-    // A failed start leaves nothing to stop; a failed fast stop falls back to immediate.
-    await stop(stopMode)
-      .catch(() => stop("immediate"))
+    await stopRestored(cluster, dir, stopMode);
+  }
+}
+
+/**
+ * Restores a copy of a base backup like {@link recoverBackup}, for a recovery that must fail:
+ * waits (up to 60 s) for the server to stop by itself, asserts that it did and was never
+ * promoted, and returns the end of its log (the FATAL among it).
+ */
+export async function recoverBackupExpectingFatal(
+  options: Omit<RecoverOptions, "stateSql">,
+): Promise<{ log: string }> {
+  const { cluster } = options;
+  const { dir, logFile } = await prepareRestore(options);
+  const running = () => existsSync(join(dir, "postmaster.pid"));
+  try {
+    // pg_ctl fails when the server stops before it accepts connections, and succeeds when it
+    // got as far as read-only ones (hot standby) first: either way, wait for it to stop.
+    await cluster
+      .run("pg_ctl", ["-D", dir, "-l", logFile, "-w", "-t", "60", "start"])
       .catch(() => {});
+    const deadline = Date.now() + 60_000;
+    while (running() && Date.now() < deadline) await sleep(100);
+    const log = readFileSync(logFile, "utf8").slice(-6000);
+    assert.equal(running(), false, `the server stopped by itself\n${log}`);
+    assert.doesNotMatch(log, /database system is ready to accept connections/, "never promoted");
+    return { log };
+  } finally {
+    if (running()) await stopRestored(cluster, dir, "immediate");
   }
 }
