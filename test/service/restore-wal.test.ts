@@ -434,6 +434,71 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
     }
   });
 
+  it("--timeout: a server that never answers is a failure after that long, writing nothing; bad values are usage errors", async () => {
+    mode = "hang";
+    try {
+      for (const [onError, status] of [
+        [[], 2],
+        [["--on-error", "abort"], ABORT],
+      ] as const) {
+        const out = dest();
+        const r = await tideline([
+          "restore-wal",
+          ...onError,
+          "--timeout",
+          "0.5",
+          "--timeline",
+          "main",
+          "--server",
+          serverUrl,
+          whole[0]!.name,
+          out,
+        ]);
+        assert.equal(r.status, status, `${onError.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, /no answer within --timeout 0\.5 s \(nothing written\)/);
+        nothingAt(out);
+      }
+    } finally {
+      mode = "serve";
+    }
+    // From remote storage too: the scratch dir is cleaned up before the answer.
+    const before = readdirSync(tmpdir()).filter((f) => f.startsWith("tideline-restore-wal-"));
+    const out = dest();
+    const r = await tideline([
+      "restore-wal",
+      "--timeout",
+      "0.001",
+      "--timeline",
+      "main",
+      "--remote",
+      remoteUrl,
+      whole[0]!.name,
+      out,
+    ]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /no answer within --timeout/);
+    nothingAt(out);
+    assert.deepEqual(
+      readdirSync(tmpdir()).filter((f) => f.startsWith("tideline-restore-wal-")),
+      before,
+    );
+    for (const bad of ["-1", "soon", ""]) {
+      const b = await tideline([
+        "restore-wal",
+        "--timeout",
+        bad,
+        "--timeline",
+        "main",
+        "--remote",
+        remoteUrl,
+        whole[0]!.name,
+        dest(),
+      ]);
+      assert.equal(b.status, 2, `${bad}: ${b.stderr}`);
+      assert.match(b.stderr, new RegExp(`expected a number of seconds >= 0, got "${bad}"`));
+    }
+  });
+
   it("bad usage is exit 2, or 255 with --on-error abort: no source, two sources, --token-file without --server, a bad name", async () => {
     const name = whole[0]!.name;
     for (const [args, pattern] of [

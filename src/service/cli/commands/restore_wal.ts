@@ -7,7 +7,7 @@
 import { mkdtemp, open, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Command, CommanderError, Option } from "commander";
+import { type Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import {
   CancellationToken,
   CancelledError,
@@ -65,7 +65,16 @@ export interface RestoreWalOptions {
   tokenFile?: string;
   /** The exit status of failures other than "not held": `missing` (2, the default) or `abort` (255). */
   onError?: OnError;
+  /**
+   * Give up after this many seconds (a failure, exit 2 or 255), so that an unresponsive
+   * server or storage never holds PostgreSQL's recovery forever. 0: no limit. Default
+   * {@linkcode DEFAULT_TIMEOUT_SECONDS}.
+   */
+  timeout?: number;
 }
+
+/** `--timeout`'s default, in seconds: ample for one 16 MiB segment and its retries. */
+export const DEFAULT_TIMEOUT_SECONDS = 300;
 
 /** Exit codes: the file was written; the source does not hold it (see FAILURE_EXIT for the rest). */
 const WRITTEN = 0;
@@ -161,6 +170,7 @@ export async function runRestoreWal(
   const failed = failureExit(options.onError);
   const token = new CancellationToken();
   let signalled: NodeJS.Signals | undefined;
+  let timedOut = false;
   const onSignal = (signal: NodeJS.Signals) => {
     signalled ??= signal;
     token.cancel(signal);
@@ -171,25 +181,52 @@ export async function runRestoreWal(
     if (options.onError !== undefined && !ON_ERROR.includes(options.onError)) {
       throw new UsageError(`--on-error "${options.onError}" is not one of ${ON_ERROR.join(", ")}`);
     }
+    const timeout = options.timeout ?? DEFAULT_TIMEOUT_SECONDS;
+    if (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout < 0) {
+      throw new UsageError(`--timeout must be a number of seconds >= 0, got ${timeout}`);
+    }
     checkTimelineId(options.timeline);
     checkWalFileName(walFile);
     const source = await sourceOf(options);
-    const request: Request = {
-      id: options.timeline,
-      walFile,
-      dest,
-      ctx: RequestContext.root(TaskKind.Main, token),
-      say,
-    };
-    const found =
-      source.kind === "data-dir"
-        ? await fromDataDir(source.dataDir, request)
+    const fetchFile = (t: CancellationToken) => {
+      const request: Request = {
+        id: options.timeline,
+        walFile,
+        dest,
+        ctx: RequestContext.root(TaskKind.Main, t),
+        say,
+      };
+      return source.kind === "data-dir"
+        ? fromDataDir(source.dataDir, request)
         : source.kind === "remote"
-          ? await fromRemote(source.url, request)
-          : await fromServer(source.url, source.bearer, request);
-    if (!found) return NOT_FOUND;
-    return WRITTEN;
+          ? fromRemote(source.url, request)
+          : fromServer(source.url, source.bearer, request);
+    };
+    // On timeout the fetch is cancelled like on a signal, and its own cleanup (temporary
+    // files and dirs) runs before the answer.
+    const limited = token.child();
+    const timer =
+      timeout === 0
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            limited.cancel("--timeout");
+          }, timeout * 1000);
+    try {
+      const found = await fetchFile(limited);
+      if (!found) return NOT_FOUND;
+      return WRITTEN;
+    } finally {
+      clearTimeout(timer);
+      limited[Symbol.dispose]();
+    }
   } catch (error) {
+    if (timedOut && signalled === undefined) {
+      say(
+        `cannot restore ${walFile}: no answer within --timeout ${options.timeout ?? DEFAULT_TIMEOUT_SECONDS} s (nothing written)`,
+      );
+      return failed;
+    }
     if (error instanceof CancelledError && signalled !== undefined) {
       // Stopped (PostgreSQL shutting down): end the way it expects, by the signal.
       process.off("SIGINT", onSignal);
@@ -399,6 +436,11 @@ export function registerRestoreWal(program: Command): void {
       )
         .choices(ON_ERROR)
         .default("missing"),
+    )
+    .option(
+      "--timeout <seconds>",
+      `give up (a failure, as above) when the file is not restored within this many seconds; 0: no limit (default ${DEFAULT_TIMEOUT_SECONDS})`,
+      parseSeconds,
     );
   command
     // Usage errors exit like every failure other than "not held" (1): 2, or 255 with
@@ -425,7 +467,8 @@ Exit status (nothing is written unless it is 0):
   0    written, byte for byte as in the source's pg_wal (to <dest>.tmp, fsynced, renamed);
   1    the timeline does not hold the file (a segment not complete yet, one of another
        PostgreSQL timeline, or no such timeline), as restore_command requires;
-  2    any other failure: bad usage, storage or server unreachable, damaged data;
+  2    any other failure: bad usage, storage or server unreachable, damaged data, no
+       answer within --timeout (300 s by default);
   255  instead of 2 with --on-error abort.
 
 PostgreSQL takes every status from 1 to 125 as "not found". In archive recovery that is the
@@ -458,6 +501,15 @@ In postgresql.conf of the server being recovered:
       answer = await runRestoreWal(walFile, dest, options);
       process.exitCode = answer;
     });
+}
+
+/** `--timeout`'s value: a number of seconds >= 0. */
+function parseSeconds(text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError(`expected a number of seconds >= 0, got "${text}"`);
+  }
+  return n;
 }
 
 /** The last `--on-error` value among `words` (`--on-error abort` or `--on-error=abort`), if any. */
