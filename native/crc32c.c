@@ -21,6 +21,7 @@
  *   impl                                "sse4.2" or "table": what crc32c and recordCrc use.
  */
 #include <node_api.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -234,13 +235,17 @@ static int get_int32_array(napi_env env, napi_value v, const char *what, int32_t
   return 1;
 }
 
+/* A non-negative integer argument (a JS number that is a safe integer >= 0). */
 static int get_index(napi_env env, napi_value v, const char *what, int64_t *out) {
   napi_valuetype t;
+  double d;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number ||
-      napi_get_value_int64(env, v, out) != napi_ok || *out < 0) {
+      napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0 ||
+      d != (double)(int64_t)d) {
     napi_throw_type_error(env, NULL, what);
     return 0;
   }
+  *out = (int64_t)d;
   return 1;
 }
 
@@ -268,7 +273,7 @@ static napi_value crc_range(napi_env env, napi_callback_info info,
       return NULL;
     }
   }
-  if (start > end || (size_t)end > len) {
+  if (start > end || (uint64_t)end > (uint64_t)len) {
     napi_throw_range_error(env, NULL, "crc32c: [start, end) must lie within buf");
     return NULL;
   }
@@ -286,11 +291,12 @@ static napi_value js_crc32c_portable(napi_env env, napi_callback_info info) {
   return crc_range(env, info, crc_table);
 }
 
-/* Checks that a record at `off` lies in buf: 24 <= xl_tot_len and off + xl_tot_len <= len. */
+/* Checks that a record at `off` lies in buf: 24 <= xl_tot_len and off + xl_tot_len <= len
+ * (compared in 64 bits: size_t may be 32 bits wide). */
 static int record_in_bounds(const uint8_t *data, size_t len, int64_t off, uint32_t *tot) {
-  if (off < 0 || (size_t)off + 24 > len) return 0;
+  if (off < 0 || (uint64_t)off + 24 > (uint64_t)len) return 0;
   *tot = read_u32le(data + off);
-  return *tot >= 24 && (size_t)off + *tot <= len;
+  return *tot >= 24 && (uint64_t)off + *tot <= (uint64_t)len;
 }
 
 static napi_value js_record_crc(napi_env env, napi_callback_info info) {
@@ -335,23 +341,27 @@ static napi_value js_record_crcs(napi_env env, napi_callback_info info) {
     return NULL;
   if (!get_int32_array(env, argv[3], "recordCrcs: out must be an Int32Array", &out, &n_out))
     return NULL;
-  if ((size_t)count > n_offs || (size_t)count > n_out) {
+  if ((uint64_t)count > (uint64_t)n_offs || (uint64_t)count > (uint64_t)n_out) {
     napi_throw_range_error(env, NULL, "recordCrcs: count exceeds offsets or out");
     return NULL;
   }
   for (int64_t i = 0; i < count; i++) {
+    /* Read once: `offsets` may be shared with another thread (a SharedArrayBuffer). */
+    int64_t off = (int64_t)((volatile int32_t *)offs)[i];
     uint32_t tot;
-    if (!record_in_bounds(data, len, offs[i], &tot)) {
+    if (!record_in_bounds(data, len, off, &tot)) {
       napi_throw_range_error(env, NULL,
                              "recordCrcs: a listed record (24 <= xl_tot_len) does not lie within buf");
       return NULL;
     }
-    out[i] = (int32_t)record_crc(data + offs[i], tot);
+    out[i] = (int32_t)record_crc(data + off, tot);
   }
   return NULL;
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+/* Tables and the implementation are chosen once per process: worker threads load the
+ * module too, and must not rewrite what other threads are reading. */
+static void init_once(void) {
   init_table();
 #if defined(__x86_64__)
   __builtin_cpu_init();
@@ -362,6 +372,12 @@ static napi_value init(napi_env env, napi_value exports) {
     impl_name = "sse4.2";
   }
 #endif
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static napi_value init(napi_env env, napi_value exports) {
+  pthread_once(&once, init_once);
   static const struct {
     const char *name;
     napi_callback cb;

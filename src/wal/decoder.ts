@@ -99,6 +99,8 @@ const EMPTY = Buffer.alloc(0);
 
 /** Records whose CRCs are computed in one native call, at most. */
 const CRC_BATCH = 8192;
+/** The largest offset in a chunk that the batch CRC list (an Int32Array) can hold. */
+const MAX_LISTED_OFFSET = 0x7fff_ffff;
 
 /**
  * Decodes PostgreSQL WAL (15, 16, 17, 18) from bytes pushed in any pieces: replication `w`
@@ -249,7 +251,10 @@ export class WalDecoder {
 
   /**
    * Appends bytes contiguous with what was pushed before (the first push starts at
-   * `startLsn`). The decoder keeps a reference to `chunk` until it has consumed it.
+   * `startLsn`). The decoder keeps a reference to `chunk` until it has consumed it, and its
+   * bytes must not change until then (`bufferedBytes` is 0): CRCs may be computed ahead of
+   * decoding, for many records of a chunk at once, so bytes changed in between would not be
+   * checked again. The same Buffer may be pushed again, with new contents, once consumed.
    *
    * @throws TypeError when `chunk` is not a Uint8Array or after `end()`.
    * @example
@@ -1099,7 +1104,8 @@ export class WalDecoder {
     const base = lo - off; // the low LSN bits of buf[0], modulo 2^32
     let n = 0;
     let pos = off;
-    while (n < CRC_BATCH && pos + RECORD_HEADER_SIZE <= len) {
+    // Offsets are int32: records past 2 GiB into one chunk are checked alone.
+    while (n < CRC_BATCH && pos + RECORD_HEADER_SIZE <= len && pos <= MAX_LISTED_OFFSET) {
       const pageOff = (base + pos) & mask;
       if (pageOff === 0) {
         if ((buf[pos]! | (buf[pos + 1]! << 8)) !== magic) break;

@@ -8,7 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -35,15 +35,26 @@ export interface NativeCrc {
 
 const ADDON = join("native", "build", "crc32c.node");
 
-/** Looks for `native/build/crc32c.node` in the package root above this module (dist/ or .build/src/). */
+/**
+ * Where the package's `native/build/crc32c.node` is, seen from this module: the package root
+ * is two levels up from `dist/wal/` (the published build) and three from `.build/src/wal/`
+ * (the tests' build). Nothing else is searched.
+ */
 function findAddon(): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, ADDON);
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  return undefined;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const up =
+    basename(here) === "wal" && basename(dirname(here)) === "dist"
+      ? 2
+      : basename(here) === "wal" &&
+          basename(dirname(here)) === "src" &&
+          basename(dirname(dirname(here))) === ".build"
+        ? 3
+        : undefined;
+  if (up === undefined) return undefined;
+  let root = here;
+  for (let i = 0; i < up; i++) root = dirname(root);
+  const candidate = join(root, ADDON);
+  return existsSync(candidate) ? candidate : undefined;
 }
 
 let loaded: NativeCrc | undefined | null = null;

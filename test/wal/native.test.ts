@@ -44,6 +44,17 @@ describe("the native CRC-32C addon", () => {
       { numRuns: 2000 },
     );
     assert.equal(native.crc32c(Buffer.from("123456789"), 0, 9, 0), 0xe3069283);
+    // The lengths where the implementation changes strategy, exactly.
+    for (const len of [0, 1, 7, 8, 255, 256, 767, 768, 769, 24575, 24576, 24577, 24576 + 768]) {
+      for (const at of [0, 1, 3]) {
+        const big = randomBytes(len + 8);
+        assert.equal(
+          native.crc32c(big, at, at + len, 0x12345678),
+          crc32c(big.subarray(at, at + len), 0x12345678),
+          `length ${len} at ${at}`,
+        );
+      }
+    }
   });
 
   it("agrees on long inputs, where three interleaved chains are joined (fast-check)", (t) => {
@@ -104,6 +115,10 @@ describe("the native CRC-32C addon", () => {
     assert.throws(() => native.crc32c(buf, 10, 5, 0), RangeError);
     assert.throws(() => native.crc32c("abc" as unknown as Buffer, 0, 1, 0), TypeError);
     assert.throws(() => native.crc32c(buf, -1, 5, 0), TypeError);
+    assert.throws(() => native.crc32c(buf, Number.NaN, 5, 0), TypeError);
+    assert.throws(() => native.crc32c(buf, 0, 8.5, 0), TypeError);
+    assert.throws(() => native.crc32c(buf, 0, Number.POSITIVE_INFINITY, 0), TypeError);
+    assert.throws(() => native.recordCrcs(buf, Int32Array.of(0), Number.NaN, out), TypeError);
     assert.throws(() => native.recordCrcs(buf, [0] as unknown as Int32Array, 1, out), TypeError);
   });
 });
