@@ -12,6 +12,7 @@ import {
   BlockTable,
   RecordTable,
 } from "./layer_tables.js";
+import { walBuffers } from "./wal_buffers.js";
 
 /**
  * WAL bytes `[start, end)` exactly as streamed (page headers included), held in memory,
@@ -35,6 +36,9 @@ export class InMemoryLayer {
   #offsets: number[] = [];
   #size = 0;
   #frozen = false;
+  #pins = 0;
+  #disposed = false;
+  #released = false;
   /** The complete records in it, in LSN order. */
   records: RecordTable = new RecordTable();
   /** Their block references (unsorted while open). */
@@ -59,11 +63,15 @@ export class InMemoryLayer {
     return this.#frozen;
   }
 
-  /** Appends WAL bytes; the layer keeps `bytes` (the caller must not reuse its memory). */
+  /**
+   * Appends WAL bytes; the layer keeps `bytes` (the caller must not reuse its memory). Bytes
+   * from {@linkcode walBuffers} are retained, and released by {@linkcode dispose}.
+   */
   append(bytes: Buffer): void {
     if (this.#frozen)
       throw new TypeError(`Layer starting at ${this.start} is frozen: cannot append`);
     if (bytes.length === 0) return;
+    walBuffers.retain(bytes);
     this.#chunks.push(bytes);
     this.#offsets.push(this.#size);
     this.#size += bytes.length;
@@ -104,6 +112,38 @@ export class InMemoryLayer {
     return rest;
   }
 
+  /**
+   * Keeps its memory valid across awaits: a reader pins the layer before reading it in
+   * pieces, and unpins it after. A {@linkcode dispose} meanwhile waits for the last unpin.
+   */
+  pin(): void {
+    if (this.#released) throw new TypeError(`Layer starting at ${this.start} was disposed`);
+    this.#pins++;
+  }
+
+  /** Ends a {@linkcode pin}. */
+  unpin(): void {
+    if (this.#pins <= 0) throw new TypeError(`Layer starting at ${this.start} is not pinned`);
+    if (--this.#pins === 0 && this.#disposed) this.#release();
+  }
+
+  /**
+   * Gives its memory back to the pool ({@linkcode walBuffers}) once no reader has it pinned:
+   * for a frozen layer whose file has been written. It must not be read afterwards.
+   */
+  dispose(): void {
+    this.#disposed = true;
+    if (this.#pins === 0) this.#release();
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const c of this.#chunks) walBuffers.release(c);
+    this.#chunks = [];
+    this.#offsets = [];
+  }
+
   /** Drops the bytes from `at` on (an undecodable tail). Records must all end at or before `at`. */
   truncate(at: Lsn): void {
     if (this.#frozen)
@@ -129,7 +169,10 @@ export class InMemoryLayer {
         this.#chunks[i - 1] = c.subarray(0, within);
       }
     }
-    for (let j = i; j < this.#chunks.length; j++) tail.push(this.#chunks[j]!);
+    for (let j = i; j < this.#chunks.length; j++) {
+      tail.push(this.#chunks[j]!);
+      walBuffers.release(this.#chunks[j]!);
+    }
     this.#chunks.length = i;
     this.#offsets.length = i;
     this.#size = cut;
@@ -138,6 +181,7 @@ export class InMemoryLayer {
 
   /** Copies bytes `[from, to)` (LSNs within the layer) into `target` at `targetOffset`. */
   copyTo(from: Lsn, to: Lsn, target: Buffer, targetOffset = 0): void {
+    if (this.#released) throw new TypeError(`Layer starting at ${this.start} was disposed`);
     if (from < this.start || to > this.end || to < from) {
       throw new RangeError(`Range [${from}, ${to}) is outside layer [${this.start}, ${this.end})`);
     }

@@ -17,4 +17,5 @@ export * from "./resume_point.js";
 export * from "./timeline.js";
 export * from "./timeline_id.js";
 export * from "./timeline_index.js";
+export * from "./wal_buffers.js";
 export * from "./writer_lock.js";

@@ -971,6 +971,8 @@ export class Timeline {
           }
           this.#frozen.shift();
           this.#frozenBytes -= head.item.layer.size;
+          // Its memory goes back to the pool (once readers that pinned it are done).
+          head.item.layer.dispose();
           flushed++;
           this.#flushedCount.advance(flushed);
           continue;
@@ -1158,6 +1160,25 @@ export class Timeline {
     return out;
   }
 
+  /**
+   * {@linkcode #layersFor} for a read that awaits between layers: the in-memory layers are
+   * pinned until the snapshot is disposed, so that a flush meanwhile does not give their
+   * memory back to the pool while they are still to be read.
+   */
+  #snapshot(from: Lsn, to: Lsn): { layers: AnyLayer[] } & Disposable {
+    const layers = this.#layersFor(from, to);
+    for (const l of layers) if (l.kind === "memory") l.layer.pin();
+    let disposed = false;
+    return {
+      layers,
+      [Symbol.dispose]() {
+        if (disposed) return;
+        disposed = true;
+        for (const l of layers) if (l.kind === "memory") l.layer.unpin();
+      },
+    };
+  }
+
   #checkRange(from: Lsn, to: Lsn): void {
     if (from > to)
       throw new RangeError(`WAL range ${formatLsn(from)}..${formatLsn(to)} ends before it starts`);
@@ -1180,7 +1201,8 @@ export class Timeline {
   async *walRange(from: Lsn, to: Lsn, ctx: RequestContext): AsyncGenerator<Buffer> {
     this.#checkRange(from, to);
     using _guard = this.gate.enter("read WAL");
-    for (const layer of this.#layersFor(from, to)) {
+    using snapshot = this.#snapshot(from, to);
+    for (const layer of snapshot.layers) {
       const entry = await this.#hold(layer, ctx);
       try {
         const l = entry.layer;
@@ -1275,7 +1297,8 @@ export class Timeline {
         `Record range ${formatLsn(from)}..${formatLsn(to)} ends before it starts`,
       );
     using _guard = this.gate.enter("read records");
-    for (const layer of this.#layersFor(from, to)) {
+    using snapshot = this.#snapshot(from, to);
+    for (const layer of snapshot.layers) {
       ctx.throwIfCancelled();
       const entry = await this.#hold(layer, ctx);
       try {
@@ -1329,7 +1352,8 @@ export class Timeline {
     held: HeldLayer[],
   ): Promise<BlockHistory> {
     const hits: { entry: HeldLayer; row: number; base: boolean; lsn: Lsn }[] = [];
-    for (const layer of this.#layersFor(this.#index.startLsn, upTo + 1n)) {
+    using snapshot = this.#snapshot(this.#index.startLsn, upTo + 1n);
+    for (const layer of snapshot.layers) {
       ctx.throwIfCancelled();
       const entry = await this.#hold(layer, ctx);
       const before = hits.length;

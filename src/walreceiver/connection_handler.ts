@@ -11,7 +11,7 @@ import {
   spawn,
   TaskKind,
 } from "../lifecycle/index.js";
-import type { Timeline } from "../timeline/index.js";
+import { type Timeline, walBuffers } from "../timeline/index.js";
 import { type Lsn, parseLsn } from "../wal/index.js";
 import { type FeedbackPositions, pollConnection, type WalPiece } from "./connection_poller.js";
 import type { Source } from "./conninfo.js";
@@ -177,6 +177,7 @@ export async function runConnection(
           }
         }
         await timeline.ingest(piece.lsn, piece.data, ctx);
+        walBuffers.release(piece.data);
         received = piece.lsn + BigInt(piece.data.length);
         status.hasProcessedWal = true;
       }

@@ -103,7 +103,7 @@ export async function pollConnection(
   stream.onWal = (lsn, data, walEnd) => {
     status.lastMessageAt = status.lastWalAt = Date.now();
     status.sourceFlushLsn = walEnd;
-    // The stream's views of received memory, which nothing reuses: no copy.
+    // Pooled memory (or, with TLS, the socket's own reads) that nothing else writes to: no copy.
     const piece = { lsn, data };
     status.streamingLsn = lsn + BigInt(data.length);
     if (overflow.length === 0 && channel.trySend(piece)) return;

@@ -4,8 +4,10 @@
  *
  * @module
  */
+import { Socket, type SocketConstructorOpts } from "node:net";
 import pg from "pg";
 import { type CancellationToken, CancelledError } from "../lifecycle/index.js";
+import { walBuffers } from "../timeline/index.js";
 import {
   formatLsn,
   type Lsn,
@@ -53,8 +55,10 @@ interface PgMessage {
  */
 export interface ReplicationStream {
   /**
-   * WAL bytes from `lsn` on. `data` is a view of memory received from the socket that
-   * nothing writes to again: keep it as it is, no copy needed. One XLogData message may
+   * WAL bytes from `lsn` on. `data` is memory that nothing writes to again: keep it as it
+   * is, no copy needed. When it comes from {@linkcode walBuffers} it holds one reference,
+   * which the consumer releases (`walBuffers.release(data)`) once it has kept what it needs
+   * (a view dropped without a release only stops its slab from being reused). One XLogData message may
    * come in several calls (it is split where the socket's reads split it). `walEnd` is the
    * server's flush position when it sent the message.
    */
@@ -100,6 +104,8 @@ function toSourceError(source: Source, error: unknown): Error {
 export class ReplicationConnection {
   readonly source: Source;
   readonly #client: pg.Client;
+  /** With reads into one reused buffer (no TLS): whether 'data' gets views of it. */
+  #shared: { reused: boolean } | undefined;
   #closed = false;
   #error: Error | undefined;
 
@@ -118,8 +124,30 @@ export class ReplicationConnection {
     timeoutMs = 10_000,
   ): Promise<ReplicationConnection> {
     token.throwIfCancelled();
-    const client = new pg.Client({ ...source.config, connectionTimeoutMillis: timeoutMs });
+    const config: pg.ClientConfig = { ...source.config, connectionTimeoutMillis: timeoutMs };
+    let shared: { reused: boolean } | undefined;
+    if (!source.config.ssl) {
+      // Socket reads go into one buffer, reused: no new memory per read. Whatever reads it
+      // copies what it keeps: pg gets copies, and while a stream runs the splitter copies
+      // the WAL into pooled memory (walBuffers). (With TLS, pg wraps the socket itself.)
+      const state = { reused: false };
+      shared = state;
+      const socket: Socket = new Socket({
+        // In Node's constructor since 12 (the types only list it for connect()).
+        onread: {
+          buffer: Buffer.allocUnsafeSlow(256 << 10),
+          callback: (n: number, buf: Uint8Array) => {
+            const view = Buffer.from(buf.buffer, buf.byteOffset, n);
+            socket.emit("data", state.reused ? view : Buffer.from(view));
+            return true;
+          },
+        },
+      } as SocketConstructorOpts);
+      config.stream = () => socket;
+    }
+    const client = new pg.Client(config);
     const conn = new ReplicationConnection(source, client);
+    conn.#shared = shared;
     using _reg = token.onCancel(() => conn.#destroy());
     try {
       await client.connect();
@@ -250,10 +278,12 @@ export class ReplicationConnection {
    * rejects with `CancelledError`).
    *
    * While the stream runs, the socket's bytes go through a {@linkcode ReplicationStreamSplitter}
-   * before pg's parser: the WAL is handed out as views of the socket's own reads (which Node
-   * allocates afresh for every read), and pg sees every other message as usual. pg's parser
-   * would first gather each 128 KiB XLogData message into one reused buffer, which then has
-   * to be copied again: two copies of every WAL byte, and as much garbage.
+   * before pg's parser, and pg sees every other message as usual. Without TLS the socket reads
+   * into one reused buffer and the WAL is copied from it into pooled memory
+   * ({@linkcode walBuffers}: `onWal`'s data holds one reference, for its consumer to release);
+   * with TLS it is handed out as views of the socket's own reads, which Node allocates afresh.
+   * pg's parser would first gather each 128 KiB XLogData message into a buffer of its own,
+   * which then has to be copied again.
    */
   startReplication(
     options: { lsn: Lsn; slot?: string | undefined; timeline?: number | undefined },
@@ -291,6 +321,7 @@ export class ReplicationConnection {
       },
       ended,
     };
+    const shared = this.#shared;
     // pg-protocol reads the socket through one 'data' listener; put the splitter in front of it.
     const pgListeners = socket.listeners("data");
     const pgData = pgListeners.length === 1 ? pgListeners[0] : undefined;
@@ -298,10 +329,11 @@ export class ReplicationConnection {
       pgData === undefined
         ? undefined
         : new ReplicationStreamSplitter({
-            wal: (lsn, data, walEnd) => stream.onWal(lsn, data, walEnd),
+            wal: (lsn, data, walEnd) =>
+              stream.onWal(lsn, shared !== undefined ? walBuffers.copy(data) : data, walEnd),
             keepalive: (walEnd, _sendTime, replyRequested) =>
               stream.onKeepalive(walEnd, replyRequested),
-            other: (bytes) => pgData(bytes),
+            other: (bytes) => pgData(shared !== undefined ? Buffer.from(bytes) : bytes),
           });
     // A malformed message: the stream cannot go on.
     const fail = (error: unknown) => {
@@ -327,11 +359,13 @@ export class ReplicationConnection {
         splitter.passThrough();
         socket.removeListener("data", onSocketData);
         socket.on("data", pgData);
+        if (shared !== undefined) shared.reused = false;
       }
     }
     if (splitter !== undefined && pgData !== undefined) {
       socket.removeListener("data", pgData);
       socket.on("data", onSocketData);
+      if (shared !== undefined) shared.reused = true;
     }
     const submittable = {
       text,

@@ -1,0 +1,184 @@
+/**
+ * The pooled WAL memory: slabs are reused only when nothing refers to them, and a layer read
+ * across its own flush (which gives its memory back) still reads its bytes.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import {
+  Timeline,
+  WAL_SLAB_SIZE,
+  WalBufferPool,
+  walBuffers,
+  writeLayerFile,
+} from "../../src/timeline/index.js";
+import { HAVE_PG15 } from "../support/postgres.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
+
+describe("WalBufferPool", () => {
+  it("reuses a slab only once it is sealed and every view of it is released", () => {
+    const pool = new WalBufferPool(4);
+    const quarter = WAL_SLAB_SIZE / 4;
+    const a = pool.copy(Buffer.alloc(quarter, 1));
+    const b = pool.copy(Buffer.alloc(quarter, 2));
+    assert.equal(a.buffer, b.buffer, "cut from one slab");
+    pool.retain(a); // a second holder of a
+    pool.release(a);
+    pool.release(b);
+    const c = pool.copy(Buffer.alloc(quarter, 3));
+    const d = pool.copy(Buffer.alloc(quarter, 4)); // the slab is now full
+    const next = pool.copy(Buffer.alloc(8, 5)); // seals it and takes a new one
+    assert.notEqual(next.buffer, a.buffer);
+    pool.release(c);
+    pool.release(d);
+    assert.equal(pool.stats.free, 0, "a is still held");
+    assert.equal(a[0], 1, "a kept its bytes");
+    pool.release(a);
+    assert.equal(pool.stats.free, 1, "now the first slab is free");
+    // The current slab fills up; the next one is the first slab again.
+    pool.copy(Buffer.alloc(quarter, 6));
+    pool.copy(Buffer.alloc(quarter, 6));
+    pool.copy(Buffer.alloc(quarter, 6));
+    const reused = pool.copy(Buffer.alloc(quarter, 7));
+    assert.equal(reused.buffer, a.buffer);
+    assert.equal(pool.stats.reused, 1);
+    // A slab still in use counts its releases.
+    const x = pool.copy(Buffer.alloc(8));
+    pool.release(x);
+    pool.release(reused);
+    assert.throws(() => pool.release(x), TypeError);
+  });
+
+  it("ignores memory it did not hand out, and does not pool pieces over a quarter slab", () => {
+    const pool = new WalBufferPool();
+    const foreign = Buffer.alloc(100);
+    pool.retain(foreign);
+    pool.release(foreign);
+    pool.release(foreign);
+    const big = pool.copy(Buffer.alloc(WAL_SLAB_SIZE / 4 + 1, 9));
+    assert.equal(big.length, WAL_SLAB_SIZE / 4 + 1);
+    assert.equal(big[100], 9);
+    pool.release(big); // not pooled: a no-op
+    assert.throws(() => new WalBufferPool(-1), RangeError);
+  });
+
+  it("never hands out memory a live view still uses, whatever the order (fast-check)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant("copy"), size: fc.integer({ min: 1, max: 300_000 }) }),
+            fc.record({ op: fc.constant("release"), pick: fc.nat() }),
+            fc.record({ op: fc.constant("retain"), pick: fc.nat() }),
+          ),
+          { maxLength: 120 },
+        ),
+        (ops) => {
+          const pool = new WalBufferPool(3);
+          // Each live view with its fill byte and the references it holds.
+          const live: { view: Buffer; fill: number; refs: number }[] = [];
+          let fill = 0;
+          for (const o of ops) {
+            if (o.op === "copy") {
+              fill = (fill + 1) & 0xff;
+              live.push({ view: pool.copy(Buffer.alloc(o.size, fill)), fill, refs: 1 });
+            } else if (live.length > 0) {
+              const i = o.pick % live.length;
+              const v = live[i]!;
+              if (o.op === "retain") {
+                pool.retain(v.view);
+                v.refs++;
+              } else {
+                pool.release(v.view);
+                if (--v.refs === 0) live.splice(i, 1);
+              }
+            }
+            for (const v of live) {
+              assert.ok(
+                v.view[0] === v.fill && v.view[v.view.length - 1] === v.fill,
+                "a live view kept its bytes",
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+});
+
+describe("pooled WAL in a timeline", { skip: !HAVE_PG15 }, () => {
+  let src: WalSource;
+  let dir: string;
+  useWalSource(
+    [
+      "CREATE TABLE t (id int PRIMARY KEY, v text)",
+      "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 6000) g",
+    ],
+    "walbuffers",
+    (suite) => {
+      src = suite.src;
+      dir = suite.dir;
+    },
+  );
+
+  it("a layer read across its own flush keeps its memory until the read ends, then gives it back", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const writeLayer: typeof writeLayerFile = async (d, layer, meta, token) => {
+      await token.race(held);
+      return writeLayerFile(d, layer, meta, token);
+    };
+    const tl = await Timeline.create({
+      dataDir: dir,
+      id: "pooled",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 128 << 10,
+      maxFrozenLayers: 1000,
+      maxFrozenBytes: 1 << 30,
+      writeLayer,
+    });
+    try {
+      const c = testContext();
+      // As the WAL receiver does: each piece copied into the pool, released after ingest.
+      for (const p of pieces(src, src.start, src.end, prng(11), 60_000)) {
+        const pooled = walBuffers.copy(p.bytes);
+        await tl.ingest(p.lsn, pooled, c);
+        walBuffers.release(pooled);
+      }
+      tl.freeze();
+      const to = tl.lastRecordLsn;
+      assert.equal(tl.layerFiles.length, 0, "every layer is still in memory");
+      const reader = tl.walRange(src.start, to, c);
+      const first = await reader.next();
+      assert.ok(!first.done);
+      const got: Buffer[] = [first.value];
+      // Now every layer is written and given back, while the read is under way...
+      release();
+      while (tl.diskConsistentLsn < to) await new Promise((r) => setTimeout(r, 5));
+      // ... and the pool hands out memory again, filled with something else.
+      const reusedBefore = walBuffers.stats.reused;
+      const junk = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 0xee)));
+      for (const j of junk) walBuffers.release(j);
+      for (let r = await reader.next(); !r.done; r = await reader.next()) got.push(r.value);
+      const bytes = Buffer.concat(got);
+      assert.ok(
+        bytes.equals(src.bytes.subarray(0, Number(to - src.start))),
+        "the bytes read are the source's, not the pool's new contents",
+      );
+      // The read is over: the layers' memory went back to the pool and is reused.
+      const again = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 1)));
+      for (const j of again) walBuffers.release(j);
+      assert.ok(
+        walBuffers.stats.reused > reusedBefore,
+        `slabs reused: ${walBuffers.stats.reused - reusedBefore}`,
+      );
+    } finally {
+      release();
+      await tl.shutdown("hard");
+    }
+  });
+});
