@@ -951,6 +951,13 @@ export class Timeline {
         const head = writing[0];
         if (head?.outcome !== undefined) {
           writing.shift();
+          // Keep the next writes going while this one is published (its index write and
+          // fsyncs): `#frozen[0]` is still head's layer, so `writing[i]` is `#frozen[i + 1]`'s.
+          if (!("error" in head.outcome)) {
+            while (writing.length < FLUSH_CONCURRENCY && writing.length + 1 < this.#frozen.length) {
+              writing.push(this.#startWrite(this.#frozen[writing.length + 1]!, ctx.token));
+            }
+          }
           try {
             if ("error" in head.outcome) throw head.outcome.error;
             await this.#publish(head.item, head.outcome.disk, head.outcome.size, ctx.token);
