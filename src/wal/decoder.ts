@@ -1089,11 +1089,15 @@ export class WalDecoder {
    * only uses a CRC computed for exactly its offset, over exactly its bytes.
    */
   private listRecords(native: NativeCrc, buf: Buffer, off: number, lo: number): void {
-    if (this.listOffs.length === 0) {
-      this.listOffs = new Int32Array(CRC_BATCH);
-      this.listOut = new Int32Array(CRC_BATCH);
+    // Sized to what the chunk can hold (a decoder made for one record lists one), at most
+    // CRC_BATCH records a call.
+    const room = Math.min(CRC_BATCH, Math.floor((buf.length - off) / RECORD_HEADER_SIZE) + 1);
+    if (this.listOffs.length < room) {
+      this.listOffs = new Int32Array(room);
+      this.listOut = new Int32Array(room);
     }
     const offs = this.listOffs;
+    const cap = offs.length;
     const fmt = this.fmt;
     const magic = fmt.pageMagic;
     const longHeader = fmt.pageInfo.longHeader;
@@ -1105,7 +1109,7 @@ export class WalDecoder {
     let n = 0;
     let pos = off;
     // Offsets are int32: records past 2 GiB into one chunk are checked alone.
-    while (n < CRC_BATCH && pos + RECORD_HEADER_SIZE <= len && pos <= MAX_LISTED_OFFSET) {
+    while (n < cap && pos + RECORD_HEADER_SIZE <= len && pos <= MAX_LISTED_OFFSET) {
       const pageOff = (base + pos) & mask;
       if (pageOff === 0) {
         if ((buf[pos]! | (buf[pos + 1]! << 8)) !== magic) break;
