@@ -99,6 +99,8 @@ const EMPTY = Buffer.alloc(0);
 
 /** Records whose CRCs are computed in one native call, at most. */
 const CRC_BATCH = 8192;
+/** Below this many bytes left in a chunk, records are checked one by one. */
+const LIST_MIN_BYTES = 4096;
 /** The largest offset in a chunk that the batch CRC list (an Int32Array) can hold. */
 const MAX_LISTED_OFFSET = 0x7fff_ffff;
 
@@ -858,7 +860,9 @@ export class WalDecoder {
       const lo = this.posLo;
       this.checkHeader(buf, off, hi, lo);
       if (this.verifyCrc) {
-        if (this.native !== undefined) this.checkListedCrc(this.native, buf, off, hi, lo);
+        // A batch only pays off for a chunk of many records (not a decoder made for one).
+        if (this.native !== undefined && avail >= LIST_MIN_BYTES)
+          this.checkListedCrc(this.native, buf, off, hi, lo);
         else this.checkCrc(buf, off, totLen, hi, lo);
       }
       const rec = this.rec;
@@ -1148,8 +1152,8 @@ export class WalDecoder {
   }
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
-    if (this.native !== undefined) {
-      // An assembled record (its xl_tot_len is `totLen`): one native call, whatever its length.
+    if (this.native !== undefined && totLen >= 24 + 64) {
+      // A long assembled record (its xl_tot_len is `totLen`): one native call.
       const actual = this.native.recordCrc(b, o);
       const stored =
         (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
