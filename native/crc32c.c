@@ -122,40 +122,32 @@ static uint32_t shift_by(uint32_t t[4][256], uint32_t c) {
   return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
 }
 
+/* Three chains over the three adjacent `block`-byte blocks at p, joined: the raw CRC of
+ * c0 followed by all 3 * block bytes. */
+__attribute__((target("sse4.2"))) static inline uint64_t crc_3_blocks(uint64_t c0,
+                                                                       const uint8_t *p,
+                                                                       size_t block,
+                                                                       uint32_t shift[4][256]) {
+  uint64_t c1 = 0, c2 = 0;
+  for (const uint8_t *end = p + block; p < end; p += 8) {
+    uint64_t v0, v1, v2;
+    memcpy(&v0, p, 8);
+    memcpy(&v1, p + block, 8);
+    memcpy(&v2, p + 2 * block, 8);
+    c0 = _mm_crc32_u64(c0, v0);
+    c1 = _mm_crc32_u64(c1, v1);
+    c2 = _mm_crc32_u64(c2, v2);
+  }
+  c0 = shift_by(shift, (uint32_t)c0) ^ (uint32_t)c1;
+  return shift_by(shift, (uint32_t)c0) ^ (uint32_t)c2;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t c, const uint8_t *p, size_t n) {
   uint64_t c0 = c;
-  while (n >= 3 * BLOCK_LONG) {
-    uint64_t c1 = 0, c2 = 0;
-    for (const uint8_t *end = p + BLOCK_LONG; p < end; p += 8) {
-      uint64_t v0, v1, v2;
-      memcpy(&v0, p, 8);
-      memcpy(&v1, p + BLOCK_LONG, 8);
-      memcpy(&v2, p + 2 * BLOCK_LONG, 8);
-      c0 = _mm_crc32_u64(c0, v0);
-      c1 = _mm_crc32_u64(c1, v1);
-      c2 = _mm_crc32_u64(c2, v2);
-    }
-    c0 = shift_by(shift_long, (uint32_t)c0) ^ (uint32_t)c1;
-    c0 = shift_by(shift_long, (uint32_t)c0) ^ (uint32_t)c2;
-    p += 2 * BLOCK_LONG;
-    n -= 3 * BLOCK_LONG;
-  }
-  while (n >= 3 * BLOCK_SHORT) {
-    uint64_t c1 = 0, c2 = 0;
-    for (const uint8_t *end = p + BLOCK_SHORT; p < end; p += 8) {
-      uint64_t v0, v1, v2;
-      memcpy(&v0, p, 8);
-      memcpy(&v1, p + BLOCK_SHORT, 8);
-      memcpy(&v2, p + 2 * BLOCK_SHORT, 8);
-      c0 = _mm_crc32_u64(c0, v0);
-      c1 = _mm_crc32_u64(c1, v1);
-      c2 = _mm_crc32_u64(c2, v2);
-    }
-    c0 = shift_by(shift_short, (uint32_t)c0) ^ (uint32_t)c1;
-    c0 = shift_by(shift_short, (uint32_t)c0) ^ (uint32_t)c2;
-    p += 2 * BLOCK_SHORT;
-    n -= 3 * BLOCK_SHORT;
-  }
+  for (; n >= 3 * BLOCK_LONG; p += 3 * BLOCK_LONG, n -= 3 * BLOCK_LONG)
+    c0 = crc_3_blocks(c0, p, BLOCK_LONG, shift_long);
+  for (; n >= 3 * BLOCK_SHORT; p += 3 * BLOCK_SHORT, n -= 3 * BLOCK_SHORT)
+    c0 = crc_3_blocks(c0, p, BLOCK_SHORT, shift_short);
   while (n >= 8) {
     uint64_t v;
     memcpy(&v, p, 8);

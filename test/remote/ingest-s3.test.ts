@@ -18,7 +18,7 @@ import {
   RemoteStorageError,
   remoteKeys,
 } from "../../src/remote/index.js";
-import { S3Storage } from "../../src/remote/s3_storage.js";
+import type { S3Storage } from "../../src/remote/s3_storage.js";
 import {
   LayerCorruptError,
   parseTimelineIndex,
@@ -58,14 +58,7 @@ describe("tideline ingest --remote with S3: SIGKILL during uploads, then an atta
     proxy = new FaultProxy(s3.port);
     const port = await proxy.start();
     remote = `s3://${BUCKET}/e2e?endpoint=http://127.0.0.1:${port}&forcePathStyle=true&region=us-east-1`;
-    direct = new S3Storage({
-      bucket: BUCKET,
-      prefix: "e2e",
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: S3_CREDENTIALS,
-    });
+    direct = s3.storage("e2e");
     // The ingest children find their credentials where the SDK looks.
     process.env.AWS_ACCESS_KEY_ID = S3_CREDENTIALS.accessKeyId;
     process.env.AWS_SECRET_ACCESS_KEY = S3_CREDENTIALS.secretAccessKey;

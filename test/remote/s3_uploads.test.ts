@@ -24,7 +24,7 @@ import {
   RemoteUploader,
   remoteKeys,
 } from "../../src/remote/index.js";
-import { S3Storage, type S3StorageOptions } from "../../src/remote/s3_storage.js";
+import type { S3Storage, S3StorageOptions } from "../../src/remote/s3_storage.js";
 import {
   LayerCorruptError,
   parseTimelineIndex,
@@ -32,7 +32,7 @@ import {
   type TimelineIndex,
 } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { BUCKET, FaultProxy, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
+import { FaultProxy, type S3Server, startS3Server } from "../support/s3.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
 const ctx = testContext;
@@ -61,15 +61,7 @@ describe("a timeline's uploads and downloads through S3 with faults injected", {
   const clients: S3Storage[] = [];
 
   function storage(prefix: string, options: Partial<S3StorageOptions> = {}): S3Storage {
-    const s = new S3Storage({
-      bucket: BUCKET,
-      prefix,
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: S3_CREDENTIALS,
-      ...options,
-    });
+    const s = s3.storage(prefix, options);
     clients.push(s);
     return s;
   }

@@ -12,13 +12,12 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { RemoteLayerFetcher, RemoteUploader } from "../../src/remote/index.js";
-import { S3Storage } from "../../src/remote/s3_storage.js";
-import { Timeline } from "../../src/timeline/index.js";
+import type { S3Storage } from "../../src/remote/s3_storage.js";
+import type { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, parseLsn, segmentStart } from "../../src/wal/index.js";
-import { WalReceiver } from "../../src/walreceiver/index.js";
-import { PITR_SKIP, TIDELINE_BIN } from "../support/pitr.js";
-import { type Cluster, startCluster } from "../support/postgres.js";
-import { BUCKET, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
+import { PITR_SKIP, startArchivedCluster, startArchiving, TIDELINE_BIN } from "../support/pitr.js";
+import type { Cluster } from "../support/postgres.js";
+import { S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
 
 const SEG = 1 << 20;
 
@@ -50,37 +49,19 @@ describe("tideline export --remote", { skip: PITR_SKIP }, () => {
   let end: bigint;
 
   before(async () => {
-    [pg, s3] = await Promise.all([
-      startCluster({
-        walSegmentSizeMiB: 1,
-        settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-      }),
-      startS3Server(),
-    ]);
-    storage = new S3Storage({
-      bucket: BUCKET,
-      prefix: "export",
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: S3_CREDENTIALS,
-    });
-    url = `s3://${BUCKET}/export?endpoint=${s3.endpoint}&forcePathStyle=true&region=us-east-1`;
+    [pg, s3] = await Promise.all([startArchivedCluster(), startS3Server()]);
+    storage = s3.storage("export");
+    url = s3.url("export");
     work = mkdtempSync(join(tmpdir(), "tideline-export-remote-"));
 
     // Stream a few segments into a timeline that uploads every layer, then evict one.
     const ctx = RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-    const start = segmentStart(parseLsn(await pg.sql("SELECT pg_current_wal_lsn()")), SEG);
-    timeline = await Timeline.create({
-      dataDir: join(work, "data"),
-      id: "main",
-      startLsn: start,
-      segmentSize: SEG,
-      layerSize: 256 << 10,
-      layerFetcher: new RemoteLayerFetcher(storage),
-    });
-    RemoteUploader.start(timeline, storage, { retry: { minMs: 20, factor: 2, maxMs: 500 } });
-    WalReceiver.start(timeline, { sources: [`postgres://postgres@127.0.0.1:${pg.port}/postgres`] });
+    timeline = await startArchiving(
+      pg,
+      join(work, "data"),
+      { layerSize: 256 << 10, layerFetcher: new RemoteLayerFetcher(storage) },
+      (tl) => RemoteUploader.start(tl, storage, { retry: { minMs: 20, factor: 2, maxMs: 500 } }),
+    );
     await pg.sql(`
       CREATE TABLE t (id int PRIMARY KEY, v text);
       INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 12000) g;

@@ -15,17 +15,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
-import { restoreWalFile, Timeline } from "../../src/timeline/index.js";
-import { parseLsn, segmentStart } from "../../src/wal/index.js";
-import { WalReceiver } from "../../src/walreceiver/index.js";
+import { restoreWalFile, type Timeline } from "../../src/timeline/index.js";
+import { parseLsn } from "../../src/wal/index.js";
 import {
   PITR_SKIP,
   recoverBackup,
   recoverBackupExpectingFatal,
+  startArchivedCluster,
+  startArchiving,
   TIDELINE_BIN,
   takeBaseBackup,
 } from "../support/pitr.js";
-import { type Cluster, startCluster } from "../support/postgres.js";
+import type { Cluster } from "../support/postgres.js";
 
 const STATE = "SELECT count(*) || '|' || sum(balance) FROM accounts";
 
@@ -52,20 +53,10 @@ describe("point-in-time recovery when the WAL source goes away mid-recovery", {
   let both = "";
 
   before(async () => {
-    pg = await startCluster({
-      walSegmentSizeMiB: 1,
-      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-    });
+    pg = await startArchivedCluster();
     dataDir = mkdtempSync(join(tmpdir(), "tideline-pitr-on-error-"));
     chmodSync(dataDir, 0o755);
-    const xlogpos = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
-    timeline = await Timeline.create({
-      dataDir,
-      id: "main",
-      startLsn: segmentStart(xlogpos, 1 << 20),
-      segmentSize: 1 << 20,
-    });
-    WalReceiver.start(timeline, { sources: [`postgres://postgres@127.0.0.1:${pg.port}/postgres`] });
+    timeline = await startArchiving(pg, dataDir);
 
     backupDir = await takeBaseBackup(pg);
     await pg.sql(`

@@ -12,13 +12,19 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, TaskKind } from "../../src/lifecycle/index.js";
 import { RemoteUploader, remoteKeys } from "../../src/remote/index.js";
-import { S3Storage } from "../../src/remote/s3_storage.js";
-import { parseTimelineIndex, Timeline } from "../../src/timeline/index.js";
-import { parseLsn, segmentStart } from "../../src/wal/index.js";
-import { WalReceiver } from "../../src/walreceiver/index.js";
-import { PITR_SKIP, recoverBackup, TIDELINE_BIN, takeBaseBackup } from "../support/pitr.js";
-import { type Cluster, startCluster } from "../support/postgres.js";
-import { BUCKET, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
+import type { S3Storage } from "../../src/remote/s3_storage.js";
+import { parseTimelineIndex, type Timeline } from "../../src/timeline/index.js";
+import { parseLsn } from "../../src/wal/index.js";
+import {
+  PITR_SKIP,
+  recoverBackup,
+  startArchivedCluster,
+  startArchiving,
+  TIDELINE_BIN,
+  takeBaseBackup,
+} from "../support/pitr.js";
+import type { Cluster } from "../support/postgres.js";
+import { S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
 
 /** A checksum of the whole table, in key order. */
 const CHECKSUM =
@@ -32,21 +38,8 @@ describe("point-in-time recovery from remote storage alone (S3)", { skip: PITR_S
   let timeline: Timeline | undefined;
 
   before(async () => {
-    [pg, s3] = await Promise.all([
-      startCluster({
-        walSegmentSizeMiB: 1,
-        settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-      }),
-      startS3Server(),
-    ]);
-    storage = new S3Storage({
-      bucket: BUCKET,
-      prefix: "pitr",
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: S3_CREDENTIALS,
-    });
+    [pg, s3] = await Promise.all([startArchivedCluster(), startS3Server()]);
+    storage = s3.storage("pitr");
     dataDir = mkdtempSync(join(tmpdir(), "tideline-pitr-remote-"));
   });
 
@@ -60,17 +53,10 @@ describe("point-in-time recovery from remote storage alone (S3)", { skip: PITR_S
 
   it("recovers a base backup to a restore point from S3 after the local data dir is deleted", async () => {
     const ctx = RequestContext.root(TaskKind.UnitTest, new CancellationToken());
-    const xlogpos = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
-    timeline = await Timeline.create({
-      dataDir,
-      id: "main",
-      startLsn: segmentStart(xlogpos, 1 << 20),
-      segmentSize: 1 << 20,
-      // Small layers: several uploads, and segments spread over layers.
-      layerSize: 256 << 10,
-    });
-    RemoteUploader.start(timeline, storage, { retry: { minMs: 20, factor: 2, maxMs: 500 } });
-    WalReceiver.start(timeline, { sources: [`postgres://postgres@127.0.0.1:${pg.port}/postgres`] });
+    // Small layers: several uploads, and segments spread over layers.
+    timeline = await startArchiving(pg, dataDir, { layerSize: 256 << 10 }, (tl) =>
+      RemoteUploader.start(tl, storage, { retry: { minMs: 20, factor: 2, maxMs: 500 } }),
+    );
 
     const backupDir = await takeBaseBackup(pg);
     await pg.sql(`
@@ -102,7 +88,7 @@ describe("point-in-time recovery from remote storage alone (S3)", { skip: PITR_S
     rmSync(dataDir, { recursive: true, force: true });
     assert.equal(existsSync(dataDir), false);
 
-    const url = `s3://${BUCKET}/pitr?endpoint=${s3.endpoint}&forcePathStyle=true&region=us-east-1`;
+    const url = s3.url("pitr");
     const env = `AWS_ACCESS_KEY_ID=${S3_CREDENTIALS.accessKeyId} AWS_SECRET_ACCESS_KEY=${S3_CREDENTIALS.secretAccessKey}`;
     const r = await recoverBackup({
       cluster: pg,

@@ -11,17 +11,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CancellationToken, RequestContext, sleep, TaskKind } from "../../src/lifecycle/index.js";
-import { Timeline } from "../../src/timeline/index.js";
-import { parseLsn, segmentStart } from "../../src/wal/index.js";
-import { WalReceiver } from "../../src/walreceiver/index.js";
+import type { Timeline } from "../../src/timeline/index.js";
+import { parseLsn } from "../../src/wal/index.js";
 import {
   PITR_SKIP,
   type Recovered,
   recoverBackup,
+  startArchivedCluster,
+  startArchiving,
   TIDELINE_BIN,
   takeBaseBackup,
 } from "../support/pitr.js";
-import { type Cluster, startCluster } from "../support/postgres.js";
+import type { Cluster } from "../support/postgres.js";
 
 describe("point-in-time recovery through tideline restore-wal", { skip: PITR_SKIP }, () => {
   let pg: Cluster;
@@ -35,10 +36,7 @@ describe("point-in-time recovery through tideline restore-wal", { skip: PITR_SKI
   let targetTime = "";
 
   before(async () => {
-    pg = await startCluster({
-      walSegmentSizeMiB: 1,
-      settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
-    });
+    pg = await startArchivedCluster();
     dataDir = mkdtempSync(join(tmpdir(), "tideline-pitr-"));
     chmodSync(dataDir, 0o755); // restore_command runs as the server's user
   });
@@ -64,14 +62,7 @@ describe("point-in-time recovery through tideline restore-wal", { skip: PITR_SKI
     });
 
   it("archives a workload after a base backup taken without WAL", async () => {
-    const xlogpos = parseLsn(await pg.sql("SELECT pg_current_wal_lsn()"));
-    timeline = await Timeline.create({
-      dataDir,
-      id: "main",
-      startLsn: segmentStart(xlogpos, 1 << 20),
-      segmentSize: 1 << 20,
-    });
-    WalReceiver.start(timeline, { sources: [`postgres://postgres@127.0.0.1:${pg.port}/postgres`] });
+    timeline = await startArchiving(pg, dataDir);
 
     backupDir = await takeBaseBackup(pg);
     await pg.sql(`

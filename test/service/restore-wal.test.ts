@@ -24,10 +24,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FileStorage, RemoteUploader } from "../../src/remote/index.js";
-import { S3Storage } from "../../src/remote/s3_storage.js";
 import { restoreWalFile, Timeline } from "../../src/timeline/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { BUCKET, S3_CREDENTIALS, startS3Server } from "../support/s3.js";
+import { S3_CREDENTIALS, startS3Server } from "../support/s3.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
 const BIN = resolve("dist/service/cli/main.js");
@@ -40,6 +39,12 @@ interface Run {
 
 /** The status of a failure other than "not held" with `--on-error abort`. */
 const ABORT = 255;
+
+/** Each `--on-error` mode, with the status of a failure other than "not held" in it. */
+const ON_ERROR_MODES = [
+  [[], 2],
+  [["--on-error", "abort"], ABORT],
+] as const;
 
 /**
  * Runs the CLI without blocking this process (the stub server lives here); `nodeArgs` go to
@@ -343,17 +348,10 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
       AWS_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
     };
-    const url = `s3://${BUCKET}/tl?endpoint=${s3.endpoint}&forcePathStyle=true&region=us-east-1`;
+    const url = s3.url("tl");
     try {
       const files = new FileStorage(join(dir, "remote"));
-      const storage = new S3Storage({
-        bucket: BUCKET,
-        prefix: "tl",
-        endpoint: s3.endpoint,
-        forcePathStyle: true,
-        region: "us-east-1",
-        credentials: S3_CREDENTIALS,
-      });
+      const storage = s3.storage("tl");
       try {
         for (const key of await files.list("", token))
           await storage.put(key, (await files.get(key, token))!, token);
@@ -406,10 +404,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
     ];
     mode = "hang";
     try {
-      for (const [onError, status] of [
-        [[], 2],
-        [["--on-error", "abort"], ABORT],
-      ] as const) {
+      for (const [onError, status] of ON_ERROR_MODES) {
         const out = dest();
         const r = await tideline(
           [
@@ -437,10 +432,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
   it("--timeout: a server that never answers is a failure after that long, writing nothing; bad values are usage errors", async () => {
     mode = "hang";
     try {
-      for (const [onError, status] of [
-        [[], 2],
-        [["--on-error", "abort"], ABORT],
-      ] as const) {
+      for (const [onError, status] of ON_ERROR_MODES) {
         const out = dest();
         const r = await tideline([
           "restore-wal",
@@ -541,10 +533,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
         /Unsupported remote storage URL/,
       ],
     ] as const) {
-      for (const [onError, status] of [
-        [[], 2],
-        [["--on-error", "abort"], ABORT],
-      ] as const) {
+      for (const [onError, status] of ON_ERROR_MODES) {
         const r = await tideline([args[0], ...onError, ...args.slice(1)]);
         assert.equal(r.status, status, `${args.join(" ")} ${onError.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, pattern);

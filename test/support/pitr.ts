@@ -16,7 +16,10 @@ import { spawnSync } from "node:child_process";
 import { chownSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Cluster, freePort, HAVE_PG15 } from "./postgres.js";
+import { type CreateTimelineOptions, Timeline } from "../../src/timeline/index.js";
+import { parseLsn, segmentStart } from "../../src/wal/index.js";
+import { WalReceiver } from "../../src/walreceiver/index.js";
+import { type Cluster, freePort, HAVE_PG15, startCluster } from "./postgres.js";
 
 /** This checkout's `tideline` CLI (built by `npm run build`). */
 export const TIDELINE_BIN = resolve("dist/service/cli/main.js");
@@ -38,6 +41,41 @@ export const PITR_SKIP: string | false = !HAVE_PG15
   : !serverCanRunTideline()
     ? "the postgres user cannot run this checkout's dist/ (restore_command runs as that user)"
     : false;
+
+/** A primary for archiving tests: 1 MiB segments (small WAL files), WAL kept around. */
+export function startArchivedCluster(): Promise<Cluster> {
+  return startCluster({
+    walSegmentSizeMiB: 1,
+    settings: { wal_level: "replica", wal_keep_size: "1GB", max_wal_size: "1GB" },
+  });
+}
+
+/**
+ * Starts archiving `cluster`: a new timeline `main` in `dataDir` from the start of the
+ * current segment, streamed by a WAL receiver. `options` go to `Timeline.create` (a layer
+ * size, a layer fetcher); `beforeStreaming` runs before the receiver starts (to start an
+ * uploader, say).
+ */
+export async function startArchiving(
+  cluster: Cluster,
+  dataDir: string,
+  options: Partial<CreateTimelineOptions> = {},
+  beforeStreaming?: (timeline: Timeline) => void,
+): Promise<Timeline> {
+  const xlogpos = parseLsn(await cluster.sql("SELECT pg_current_wal_lsn()"));
+  const timeline = await Timeline.create({
+    dataDir,
+    id: "main",
+    startLsn: segmentStart(xlogpos, 1 << 20),
+    segmentSize: 1 << 20,
+    ...options,
+  });
+  beforeStreaming?.(timeline);
+  WalReceiver.start(timeline, {
+    sources: [`postgres://postgres@127.0.0.1:${cluster.port}/postgres`],
+  });
+  return timeline;
+}
 
 /** Takes a base backup of `cluster` without WAL into `<cluster.dir>/backup`; returns that dir. */
 export async function takeBaseBackup(cluster: Cluster): Promise<string> {

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { S3Storage, type S3StorageOptions } from "../../src/remote/s3_storage.js";
 
 interface S3rverLike {
   run(): Promise<{ port: number }>;
@@ -47,6 +48,10 @@ export interface S3Server {
   readonly port: number;
   /** Where it keeps the objects. */
   readonly dir: string;
+  /** An S3Storage on {@linkcode BUCKET} under `prefix`, with s3rver's credentials. */
+  storage(prefix: string, options?: Partial<S3StorageOptions>): S3Storage;
+  /** The `s3://` URL of `prefix`, as `--remote` takes it (credentials come from the environment). */
+  url(prefix: string): string;
   close(): Promise<void>;
 }
 
@@ -61,10 +66,23 @@ export async function startS3Server(): Promise<S3Server> {
     configureBuckets: [{ name: BUCKET }],
   });
   const { port } = await server.run();
+  const endpoint = `http://127.0.0.1:${port}`;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint,
     port,
     dir,
+    storage: (prefix, options = {}) =>
+      new S3Storage({
+        bucket: BUCKET,
+        prefix,
+        endpoint,
+        forcePathStyle: true,
+        region: "us-east-1",
+        credentials: S3_CREDENTIALS,
+        ...options,
+      }),
+    url: (prefix) =>
+      `s3://${BUCKET}/${prefix}?endpoint=${endpoint}&forcePathStyle=true&region=us-east-1`,
     close: async () => {
       await server.close();
       rmSync(dir, { recursive: true, force: true });
