@@ -72,6 +72,11 @@ export class InMemoryLayer {
       throw new TypeError(`Layer starting at ${this.start} is frozen: cannot append`);
     if (bytes.length === 0) return;
     walBuffers.retain(bytes);
+    this.#adopt(bytes);
+  }
+
+  /** Appends a chunk whose pool reference is handed over with it (no retain). */
+  #adopt(bytes: Buffer): void {
     this.#chunks.push(bytes);
     this.#offsets.push(this.#size);
     this.#size += bytes.length;
@@ -105,7 +110,8 @@ export class InMemoryLayer {
    */
   freezeAt(at: Lsn): InMemoryLayer {
     const rest = new InMemoryLayer(at);
-    for (const chunk of this.#cut(at)) rest.append(chunk);
+    // The chunks cut off come with their pool references: the new layer takes them over.
+    for (const chunk of this.#cut(at)) rest.#adopt(chunk);
     this.#frozen = true;
     // The block index is sorted when the layer file is written, in the flush task: not here,
     // on the ingest path, where it would hold up the waiters this piece of WAL just woke.
@@ -148,10 +154,13 @@ export class InMemoryLayer {
   truncate(at: Lsn): void {
     if (this.#frozen)
       throw new TypeError(`Layer starting at ${this.start} is frozen: cannot truncate`);
-    this.#cut(at);
+    for (const chunk of this.#cut(at)) walBuffers.release(chunk);
   }
 
-  /** Shortens the layer to `[start, at)`; returns the chunks of the bytes cut off. */
+  /**
+   * Shortens the layer to `[start, at)`; returns the chunks of the bytes cut off, each
+   * holding one pool reference that passes to the caller (adopt or release it).
+   */
   #cut(at: Lsn): Buffer[] {
     if (at < this.start || at > this.end) {
       throw new RangeError(`Cannot cut layer [${this.start}, ${this.end}) at ${at}`);
@@ -165,14 +174,17 @@ export class InMemoryLayer {
       const c = this.#chunks[i - 1]!;
       const within = cut - this.#offsets[i - 1]!;
       if (within < c.length) {
-        tail.push(c.subarray(within));
+        // Split: this layer keeps its reference for the part before `at`; the part after
+        // gets one of its own.
+        const after = c.subarray(within);
+        walBuffers.retain(after);
+        tail.push(after);
         this.#chunks[i - 1] = c.subarray(0, within);
       }
     }
-    for (let j = i; j < this.#chunks.length; j++) {
-      tail.push(this.#chunks[j]!);
-      walBuffers.release(this.#chunks[j]!);
-    }
+    // Whole chunks after `at` leave with their references (never dropped in between, or
+    // their slab could be handed out again before the caller takes them).
+    for (let j = i; j < this.#chunks.length; j++) tail.push(this.#chunks[j]!);
     this.#chunks.length = i;
     this.#offsets.length = i;
     this.#size = cut;

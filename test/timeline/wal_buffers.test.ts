@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import {
+  InMemoryLayer,
   Timeline,
   WAL_SLAB_SIZE,
   WalBufferPool,
@@ -104,6 +105,37 @@ describe("WalBufferPool", () => {
       ),
       { numRuns: 300, seed: 7 },
     );
+  });
+});
+
+describe("pooled WAL in an in-memory layer", () => {
+  it("a freeze hands the bytes after the cut point to the new layer without letting their slab go", () => {
+    // 11 pieces of 200 kB: slab 1 holds pieces 1-5, slab 2 pieces 6-10, slab 3 piece 11.
+    // The cut falls inside piece 5, so slab 2 holds only whole chunks after it: if their
+    // references were dropped before the new layer took them, slab 2 would be reused.
+    const layer = new InMemoryLayer(0n);
+    const sources: Buffer[] = [];
+    for (let i = 0; i < 11; i++) {
+      const src = Buffer.alloc(200_000, i + 1);
+      const view = walBuffers.copy(src);
+      layer.append(view);
+      walBuffers.release(view); // as the WAL receiver's handler does after ingest
+      sources.push(src);
+    }
+    const at = 900_000n;
+    const rest = layer.freezeAt(at);
+    layer.dispose();
+    const junk = Array.from({ length: 12 }, () => walBuffers.copy(Buffer.alloc(250_000, 0xee)));
+    try {
+      const expected = Buffer.concat(sources).subarray(Number(at));
+      assert.equal(rest.size, expected.length);
+      assert.ok(rest.read(at, rest.end).equals(expected), "the new layer's bytes are intact");
+      // Dropping the tail (as a reconnect does) gives it back: nothing is released twice.
+      rest.truncate(at + 10n);
+      rest.dispose();
+    } finally {
+      for (const j of junk) walBuffers.release(j);
+    }
   });
 });
 
