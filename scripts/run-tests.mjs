@@ -30,6 +30,7 @@ const concurrency = process.env.TEST_CONCURRENCY ?? "2";
 const result = spawnSync(
   process.execPath,
   ["--enable-source-maps", "--expose-gc", "--test", `--test-concurrency=${concurrency}`, ...files],
-  { stdio: "inherit" },
+  // Freed WAL memory is overwritten, so a read of it shows as wrong bytes or a CRC error.
+  { stdio: "inherit", env: { TIDELINE_POOL_POISON: "1", ...process.env } },
 );
 process.exit(result.status ?? 1);

@@ -1208,21 +1208,40 @@ export class Timeline {
   async *walRange(from: Lsn, to: Lsn, ctx: RequestContext): AsyncGenerator<Buffer> {
     this.#checkRange(from, to);
     using _guard = this.gate.enter("read WAL");
-    using snapshot = this.#snapshot(from, to);
-    for (const layer of snapshot.layers) {
-      const entry = await this.#hold(layer, ctx);
-      try {
-        const l = entry.layer;
-        let a = from > l.start ? from : l.start;
-        const b = to < l.end ? to : l.end;
-        while (a < b) {
-          ctx.throwIfCancelled();
-          const stop = b - a > 8n << 20n ? a + (8n << 20n) : b;
-          yield entry.kind === "disk" ? await entry.layer.read(a, stop) : entry.layer.read(a, stop);
-          a = stop;
+    let a = from;
+    // A layer of the snapshot can shrink while it is read: the open layer, frozen meanwhile,
+    // keeps only the bytes up to its cut point, and the rest moves to a new open layer. So
+    // the bytes still missing are looked up again, until all of [from, to) is read.
+    while (a < to) {
+      const before = a;
+      using snapshot = this.#snapshot(a, to);
+      for (const layer of snapshot.layers) {
+        const entry = await this.#hold(layer, ctx);
+        try {
+          const l = entry.layer;
+          if (l.end <= a) continue;
+          if (l.start > a) {
+            throw new Error(
+              `Timeline "${this.id}": no layer holds ${formatLsn(a)} (the next starts at ${formatLsn(l.start)})`,
+            );
+          }
+          while (a < to && a < l.end) {
+            ctx.throwIfCancelled();
+            const b = to < l.end ? to : l.end;
+            const stop = b - a > 8n << 20n ? a + (8n << 20n) : b;
+            yield entry.kind === "disk"
+              ? await entry.layer.read(a, stop)
+              : entry.layer.read(a, stop);
+            a = stop;
+          }
+        } finally {
+          entry.release();
         }
-      } finally {
-        entry.release();
+      }
+      if (a === before) {
+        throw new Error(
+          `Timeline "${this.id}": no layer holds ${formatLsn(a)} of ${formatLsn(from)}..${formatLsn(to)}`,
+        );
       }
     }
   }

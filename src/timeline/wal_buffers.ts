@@ -39,17 +39,25 @@ interface Slab {
  */
 export class WalBufferPool {
   readonly #slabs = new WeakMap<ArrayBufferLike, Slab>();
+  /** Every slab this pool made: a view of one that is not in `#slabs` is of freed memory. */
+  readonly #made = new WeakSet<ArrayBufferLike>();
+  readonly #poison: boolean;
   readonly #free: Buffer[] = [];
   readonly #maxFree: number;
   #cur: Slab | undefined;
   #used = 0;
   #reused = 0;
 
-  /** `maxFreeSlabs`: free slabs kept for reuse at most (default 96, 96 MiB). */
-  constructor(maxFreeSlabs = 96) {
+  /**
+   * `maxFreeSlabs`: free slabs kept for reuse at most (default 96, 96 MiB). `poison`: fill a
+   * slab with 0xEE as it is freed, so that a read of freed memory shows (the tests run so,
+   * through `TIDELINE_POOL_POISON=1`).
+   */
+  constructor(maxFreeSlabs = 96, poison = false) {
     if (!Number.isSafeInteger(maxFreeSlabs) || maxFreeSlabs < 0)
       throw new RangeError(`maxFreeSlabs must be an integer >= 0, got ${maxFreeSlabs}`);
     this.#maxFree = maxFreeSlabs;
+    this.#poison = poison;
   }
 
   /**
@@ -72,6 +80,7 @@ export class WalBufferPool {
       const reused = this.#free.pop();
       if (reused !== undefined) this.#reused++;
       const buf = reused ?? Buffer.allocUnsafeSlow(WAL_SLAB_SIZE);
+      this.#made.add(buf.buffer);
       cur = { buf, refs: 0, sealed: false };
       this.#slabs.set(buf.buffer, cur);
       this.#cur = cur;
@@ -88,12 +97,16 @@ export class WalBufferPool {
   retain(view: Uint8Array): void {
     const s = this.#slabs.get(view.buffer);
     if (s !== undefined) s.refs++;
+    else this.#checkNotFreed(view, "retained");
   }
 
   /** Ends one holder of `view`; its slab is reused once none is left (a no-op for other memory). */
   release(view: Uint8Array): void {
     const s = this.#slabs.get(view.buffer);
-    if (s === undefined) return;
+    if (s === undefined) {
+      this.#checkNotFreed(view, "released");
+      return;
+    }
     if (s.refs <= 0) throw new TypeError("WalBufferPool: released more often than retained");
     if (--s.refs === 0) this.#maybeFree(s);
   }
@@ -103,9 +116,17 @@ export class WalBufferPool {
     return { free: this.#free.length, reused: this.#reused };
   }
 
+  /** A view of a slab that was freed: whoever holds it lost count (a bug, never ignored). */
+  #checkNotFreed(view: Uint8Array, what: string): void {
+    if (this.#made.has(view.buffer)) {
+      throw new TypeError(`WalBufferPool: a view of a freed slab was ${what}`);
+    }
+  }
+
   #maybeFree(s: Slab): void {
     if (!s.sealed || s.refs !== 0) return;
     this.#slabs.delete(s.buf.buffer);
+    if (this.#poison) s.buf.fill(0xee);
     if (this.#free.length < this.#maxFree) this.#free.push(s.buf);
   }
 }
@@ -119,4 +140,4 @@ export class WalBufferPool {
  * walBuffers.stats; // { free: 0, reused: 0 }
  * ```
  */
-export const walBuffers = new WalBufferPool();
+export const walBuffers = new WalBufferPool(96, process.env.TIDELINE_POOL_POISON === "1");

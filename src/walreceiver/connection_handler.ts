@@ -176,8 +176,12 @@ export async function runConnection(
             throw error;
           }
         }
-        await timeline.ingest(piece.lsn, piece.data, ctx);
-        walBuffers.release(piece.data);
+        try {
+          await timeline.ingest(piece.lsn, piece.data, ctx);
+        } finally {
+          // The layer holds its own reference to what it kept.
+          walBuffers.release(piece.data);
+        }
         received = piece.lsn + BigInt(piece.data.length);
         status.hasProcessedWal = true;
       }

@@ -126,10 +126,13 @@ export class ReplicationConnection {
     token.throwIfCancelled();
     const config: pg.ClientConfig = { ...source.config, connectionTimeoutMillis: timeoutMs };
     let shared: { reused: boolean } | undefined;
-    if (!source.config.ssl) {
+    // TLS (asked for in the URL, or through PGSSLMODE, which pg reads itself) wraps the
+    // socket: then pg's own socket is used, as before.
+    const sslmode = process.env.PGSSLMODE;
+    if (!source.config.ssl && (sslmode === undefined || sslmode === "disable")) {
       // Socket reads go into one buffer, reused: no new memory per read. Whatever reads it
       // copies what it keeps: pg gets copies, and while a stream runs the splitter copies
-      // the WAL into pooled memory (walBuffers). (With TLS, pg wraps the socket itself.)
+      // the WAL into pooled memory (walBuffers).
       const state = { reused: false };
       shared = state;
       const socket: Socket = new Socket({
