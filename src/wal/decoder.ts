@@ -860,8 +860,12 @@ export class WalDecoder {
       const lo = this.posLo;
       this.checkHeader(buf, off, hi, lo);
       if (this.verifyCrc) {
-        // A batch only pays off for a chunk of many records (not a decoder made for one).
-        if (this.native !== undefined && avail >= LIST_MIN_BYTES)
+        // A batch only pays off for a chunk of many records (not a decoder made for one); a
+        // chunk already listed is used to its end.
+        if (
+          this.native !== undefined &&
+          (avail >= LIST_MIN_BYTES || (buf === this.listBuf && off < this.listEnd))
+        )
           this.checkListedCrc(this.native, buf, off, hi, lo);
         else this.checkCrc(buf, off, totLen, hi, lo);
       }
