@@ -1,5 +1,6 @@
 /**
- * Pooled WAL memory under load, property-style: a timeline fed pooled pieces (released after
+ * Pooled WAL memory in a timeline: a layer read across its own flush, walRange across a
+ * freeze, and, property-style, a timeline fed pooled pieces (released after
  * ingest, as the WAL receiver does) in random sizes, with random freezes, dropped tails,
  * slow and failing layer writes, readers that stop early, and the pool churned so that freed
  * slabs are handed out again. `npm test` runs with TIDELINE_POOL_POISON=1 (scripts/run-tests.mjs):
@@ -12,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Timeline, walBuffers, writeLayerFile } from "../../src/timeline/index.js";
 import { parseLsn } from "../../src/wal/index.js";
 import { HAVE_PG15 } from "../support/postgres.js";
-import { prng, testContext, useWalSource, type WalSource } from "./source.js";
+import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 /** Hands out (and so overwrites) whatever slabs are free. */
 function churn(n: number): void {
@@ -45,6 +46,66 @@ describe("pooled WAL memory under load", { skip: !HAVE_PG15 }, () => {
 
   const source = (from: bigint, length: number) =>
     src.bytes.subarray(Number(from - src.start), Number(from - src.start) + length);
+
+  it("a layer read across its own flush keeps its memory until the read ends, then gives it back", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const writeLayer: typeof writeLayerFile = async (d, layer, meta, token) => {
+      await token.race(held);
+      return writeLayerFile(d, layer, meta, token);
+    };
+    const tl = await Timeline.create({
+      dataDir: dir,
+      id: "pooled",
+      startLsn: src.start,
+      segmentSize: src.segmentSize,
+      layerSize: 128 << 10,
+      maxFrozenLayers: 1000,
+      maxFrozenBytes: 1 << 30,
+      writeLayer,
+    });
+    try {
+      const c = testContext();
+      // As the WAL receiver does: each piece copied into the pool, released after ingest.
+      for (const p of pieces(src, src.start, src.end, prng(11), 60_000)) {
+        const pooled = walBuffers.copy(p.bytes);
+        await tl.ingest(p.lsn, pooled, c);
+        walBuffers.release(pooled);
+      }
+      tl.freeze();
+      const to = tl.lastRecordLsn;
+      assert.equal(tl.layerFiles.length, 0, "every layer is still in memory");
+      const reader = tl.walRange(src.start, to, c);
+      const first = await reader.next();
+      assert.ok(!first.done);
+      const got: Buffer[] = [first.value];
+      // Now every layer is written and given back, while the read is under way...
+      release();
+      while (tl.diskConsistentLsn < to) await new Promise((r) => setTimeout(r, 5));
+      // ... and the pool hands out memory again, filled with something else.
+      const reusedBefore = walBuffers.stats.reused;
+      const junk = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 0xee)));
+      for (const j of junk) walBuffers.release(j);
+      for (let r = await reader.next(); !r.done; r = await reader.next()) got.push(r.value);
+      const bytes = Buffer.concat(got);
+      assert.ok(
+        bytes.equals(src.bytes.subarray(0, Number(to - src.start))),
+        "the bytes read are the source's, not the pool's new contents",
+      );
+      // The read is over: the layers' memory went back to the pool and is reused.
+      const again = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 1)));
+      for (const j of again) walBuffers.release(j);
+      assert.ok(
+        walBuffers.stats.reused > reusedBefore,
+        `slabs reused: ${walBuffers.stats.reused - reusedBefore}`,
+      );
+    } finally {
+      release();
+      await tl.shutdown("hard");
+    }
+  });
 
   it("walRange gives every byte asked for, also when the open layer is frozen during the read", async () => {
     const tl = await Timeline.create({

@@ -1,20 +1,17 @@
 /**
- * The pooled WAL memory: slabs are reused only when nothing refers to them, and a layer read
- * across its own flush (which gives its memory back) still reads its bytes.
+ * The pooled WAL memory: slabs are reused only when nothing refers to them, and a freeze
+ * hands the chunks after its cut point over with their references (reads of pooled layers
+ * in a timeline are in pooled_reads.test.ts).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import {
   InMemoryLayer,
-  Timeline,
   WAL_SLAB_SIZE,
   WalBufferPool,
   walBuffers,
-  writeLayerFile,
 } from "../../src/timeline/index.js";
-import { HAVE_PG15 } from "../support/postgres.js";
-import { pieces, prng, testContext, useWalSource, type WalSource } from "./source.js";
 
 describe("WalBufferPool", () => {
   it("reuses a slab only once it is sealed and every view of it is released", () => {
@@ -135,82 +132,6 @@ describe("pooled WAL in an in-memory layer", () => {
       rest.dispose();
     } finally {
       for (const j of junk) walBuffers.release(j);
-    }
-  });
-});
-
-describe("pooled WAL in a timeline", { skip: !HAVE_PG15 }, () => {
-  let src: WalSource;
-  let dir: string;
-  useWalSource(
-    [
-      "CREATE TABLE t (id int PRIMARY KEY, v text)",
-      "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 6000) g",
-    ],
-    "walbuffers",
-    (suite) => {
-      src = suite.src;
-      dir = suite.dir;
-    },
-  );
-
-  it("a layer read across its own flush keeps its memory until the read ends, then gives it back", async () => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    const writeLayer: typeof writeLayerFile = async (d, layer, meta, token) => {
-      await token.race(held);
-      return writeLayerFile(d, layer, meta, token);
-    };
-    const tl = await Timeline.create({
-      dataDir: dir,
-      id: "pooled",
-      startLsn: src.start,
-      segmentSize: src.segmentSize,
-      layerSize: 128 << 10,
-      maxFrozenLayers: 1000,
-      maxFrozenBytes: 1 << 30,
-      writeLayer,
-    });
-    try {
-      const c = testContext();
-      // As the WAL receiver does: each piece copied into the pool, released after ingest.
-      for (const p of pieces(src, src.start, src.end, prng(11), 60_000)) {
-        const pooled = walBuffers.copy(p.bytes);
-        await tl.ingest(p.lsn, pooled, c);
-        walBuffers.release(pooled);
-      }
-      tl.freeze();
-      const to = tl.lastRecordLsn;
-      assert.equal(tl.layerFiles.length, 0, "every layer is still in memory");
-      const reader = tl.walRange(src.start, to, c);
-      const first = await reader.next();
-      assert.ok(!first.done);
-      const got: Buffer[] = [first.value];
-      // Now every layer is written and given back, while the read is under way...
-      release();
-      while (tl.diskConsistentLsn < to) await new Promise((r) => setTimeout(r, 5));
-      // ... and the pool hands out memory again, filled with something else.
-      const reusedBefore = walBuffers.stats.reused;
-      const junk = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 0xee)));
-      for (const j of junk) walBuffers.release(j);
-      for (let r = await reader.next(); !r.done; r = await reader.next()) got.push(r.value);
-      const bytes = Buffer.concat(got);
-      assert.ok(
-        bytes.equals(src.bytes.subarray(0, Number(to - src.start))),
-        "the bytes read are the source's, not the pool's new contents",
-      );
-      // The read is over: the layers' memory went back to the pool and is reused.
-      const again = Array.from({ length: 200 }, () => walBuffers.copy(Buffer.alloc(200_000, 1)));
-      for (const j of again) walBuffers.release(j);
-      assert.ok(
-        walBuffers.stats.reused > reusedBefore,
-        `slabs reused: ${walBuffers.stats.reused - reusedBefore}`,
-      );
-    } finally {
-      release();
-      await tl.shutdown("hard");
     }
   });
 });
