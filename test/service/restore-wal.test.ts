@@ -474,7 +474,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
       readdirSync(tmpdir()).filter((f) => f.startsWith("tideline-restore-wal-")),
       before,
     );
-    for (const bad of ["-1", "soon", ""]) {
+    for (const bad of ["-1", "soon", "", "2147484"]) {
       const b = await tideline([
         "restore-wal",
         "--timeout",
@@ -487,7 +487,10 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
         dest(),
       ]);
       assert.equal(b.status, 2, `${bad}: ${b.stderr}`);
-      assert.match(b.stderr, new RegExp(`expected a number of seconds >= 0, got "${bad}"`));
+      assert.match(
+        b.stderr,
+        new RegExp(`expected a number of seconds from 0 to 2147483, got "${bad}"`),
+      );
     }
   });
 
