@@ -4,8 +4,8 @@
  * was evicted (where `--data-dir` says to use `--remote`).
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,7 +17,7 @@ import type { Timeline } from "../../src/timeline/index.js";
 import { formatLsn, parseLsn, segmentStart } from "../../src/wal/index.js";
 import { PITR_SKIP, startArchivedCluster, startArchiving, TIDELINE_BIN } from "../support/pitr.js";
 import type { Cluster } from "../support/postgres.js";
-import { S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
+import { BUCKET, FaultProxy, S3_CREDENTIALS, type S3Server, startS3Server } from "../support/s3.js";
 
 const SEG = 1 << 20;
 
@@ -172,5 +172,73 @@ describe("tideline export --remote", { skip: PITR_SKIP }, () => {
     ]);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /give only one of --data-dir and --remote/);
+
+    for (const [args, pattern] of [
+      [["--remote", "ftp://x/y", "--timeline", "main"], /--remote: .*ftp/],
+      [["--remote", url, "--timeline", "bad/id"], /Invalid timeline id "bad\/id"/],
+    ] as const) {
+      const r = await tideline(["export", ...args, "--out", join(work, "usage")]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+
+  it("SIGTERM mid-export: exit 130 with the downloaded layers removed, and a killed export's scratch removed by the next", async () => {
+    const out = join(work, "interrupted");
+    // A scratch dir left by an export that was killed (no process has that pid).
+    const stale = join(out, ".tideline-export-4194303-AbCdEf");
+    mkdirSync(join(stale, "timelines"), { recursive: true });
+    const proxy = new FaultProxy(s3.port);
+    const port = await proxy.start();
+    proxy.faults.push({ kind: "stall" }); // the first request (the index) never answers
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          TIDELINE_BIN,
+          "export",
+          "--remote",
+          `s3://${BUCKET}/export?endpoint=http://127.0.0.1:${port}&forcePathStyle=true&region=us-east-1`,
+          "--timeline",
+          "main",
+          "--out",
+          out,
+        ],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: {
+            ...process.env,
+            AWS_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,
+            AWS_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
+          },
+        },
+      );
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+      const scratchDirs = () =>
+        existsSync(out) ? readdirSync(out).filter((f) => f.startsWith(".tideline-export-")) : [];
+      // Wait until it is stuck in the download, with its own scratch dir made.
+      for (let i = 0; i < 400; i++) {
+        const dirs = scratchDirs();
+        if (
+          proxy.injected.length > 0 &&
+          dirs.some((d) => d.startsWith(`.tideline-export-${child.pid}-`))
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.deepEqual(
+        scratchDirs().filter((d) => !d.startsWith(`.tideline-export-${child.pid}-`)),
+        [],
+        "the killed export's scratch dir was removed",
+      );
+      child.kill("SIGTERM");
+      assert.equal(await exited, 130, stderr);
+      assert.match(stderr, /interrupted by SIGTERM/);
+      assert.deepEqual(scratchDirs(), [], "no scratch dir left");
+    } finally {
+      await proxy.close();
+    }
   });
 });

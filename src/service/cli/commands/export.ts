@@ -4,12 +4,23 @@
  *
  * @module
  */
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { CancellationToken, RequestContext, TaskKind } from "../../../lifecycle/index.js";
+import {
+  CancellationToken,
+  CancelledError,
+  RequestContext,
+  TaskKind,
+} from "../../../lifecycle/index.js";
 import { attachTimeline, openRemoteStorage, type RemoteStorage } from "../../../remote/index.js";
-import { exportSegments, LayerNotLocalError, Timeline } from "../../../timeline/index.js";
+import {
+  checkTimelineId,
+  exportSegments,
+  LayerNotLocalError,
+  Timeline,
+} from "../../../timeline/index.js";
 import { formatLsn, type Lsn } from "../../../wal/index.js";
 import { lsnOption } from "./options.js";
 
@@ -41,11 +52,31 @@ export async function runExport(options: ExportCliOptions): Promise<number> {
     );
     return 2;
   }
-  const token = CancellationToken.fromSignal(signalOnInterrupt());
+  try {
+    checkTimelineId(options.timeline);
+  } catch (error) {
+    say((error as Error).message);
+    return 2;
+  }
+  const token = new CancellationToken();
   const ctx = RequestContext.root(TaskKind.Main, token);
   let storage: RemoteStorage | undefined;
   let scratch: string | undefined;
   let timeline: Timeline | undefined;
+  // SIGINT, SIGTERM or SIGHUP: stop, clean up, exit 130. A second one: remove the scratch
+  // dir at once and exit.
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted === undefined) {
+      interrupted = signal;
+      token.cancel(`interrupted by ${signal}`);
+      return;
+    }
+    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+    process.exit(130);
+  };
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) process.on(s, onSignal);
   try {
     if (options.dataDir !== undefined) {
       if (!Timeline.exists(options.dataDir, options.timeline)) {
@@ -58,11 +89,19 @@ export async function runExport(options: ExportCliOptions): Promise<number> {
         readOnly: true,
       });
     } else {
-      storage = await openRemoteStorage(options.remote!);
+      try {
+        storage = await openRemoteStorage(options.remote!);
+      } catch (error) {
+        if (!(error instanceof TypeError || error instanceof RangeError)) throw error;
+        say(`--remote: ${error.message}`);
+        return 2;
+      }
       // Layers are downloaded as the export reads them, next to the output (which needs
-      // that room anyway), and removed at the end.
+      // that room anyway), and removed at the end. Scratch dirs of exports that were killed
+      // are removed first.
       await mkdir(options.out, { recursive: true });
-      scratch = await mkdtemp(join(options.out, ".tideline-export-"));
+      await removeStaleScratch(options.out);
+      scratch = await mkdtemp(join(options.out, `${SCRATCH_PREFIX}${process.pid}-`));
       timeline = await attachTimeline({
         dataDir: scratch,
         id: options.timeline,
@@ -97,9 +136,9 @@ export async function runExport(options: ExportCliOptions): Promise<number> {
     );
     return 0;
   } catch (error) {
-    if (error instanceof RangeError) {
-      say(error.message);
-      return 1;
+    if (interrupted !== undefined && error instanceof CancelledError) {
+      say(`interrupted by ${interrupted}; the segment files already written are whole`);
+      return 130;
     }
     if (error instanceof LayerNotLocalError) {
       say(
@@ -107,19 +146,41 @@ export async function runExport(options: ExportCliOptions): Promise<number> {
       );
       return 1;
     }
-    throw error;
+    // A range outside the timeline, storage or disk failing: one line, exit 1.
+    say((error as Error).message);
+    return 1;
   } finally {
-    await timeline?.shutdown("hard");
-    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
-    (storage as { destroy?: () => void } | undefined)?.destroy?.();
-    token[Symbol.dispose]();
+    try {
+      await timeline?.shutdown("hard");
+    } finally {
+      if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+      (storage as { destroy?: () => void } | undefined)?.destroy?.();
+      for (const s of signals) process.off(s, onSignal);
+      token[Symbol.dispose]();
+    }
   }
 }
 
-function signalOnInterrupt(): AbortSignal {
-  const controller = new AbortController();
-  process.once("SIGINT", () => controller.abort("interrupted"));
-  return controller.signal;
+/** Scratch dirs of `--remote` exports: `<out>/.tideline-export-<pid>-XXXXXX`. */
+const SCRATCH_PREFIX = ".tideline-export-";
+
+/** Removes scratch dirs in `out` left by exports whose process is gone (killed). */
+async function removeStaleScratch(out: string): Promise<void> {
+  for (const name of await readdir(out)) {
+    const m = /^\.tideline-export-(\d+)-/.exec(name);
+    if (m === null || isAlive(Number(m[1]))) continue;
+    await rm(join(out, name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /**
@@ -160,10 +221,13 @@ place. Reading is safe while \`tideline ingest\` runs on the same data directory
 Exactly one of --data-dir and --remote says where the timeline is. With --remote (e.g.
 after the machine with the data dir is gone, or for layers a server evicted), the layers
 the range needs are downloaded into a temporary directory inside --out and removed at
-the end: --out needs room for them as well as for the segments. S3 credentials come
+the end: --out needs room for them as well as for the segments. Remote storage holds the
+WAL uploaded so far: "all WAL received" means all WAL uploaded. S3 credentials come
 from the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE).
 
-Exit status: 0 exported, 1 no such timeline or range, 2 usage error.
+Exit status: 0 exported; 1 no such timeline or range, or a failure (storage, disk);
+2 usage error; 130 interrupted (SIGINT, SIGTERM, SIGHUP: the segment files already
+written are whole, and the downloaded layers are removed).
 
 Examples:
   tideline export --data-dir /var/lib/tideline --timeline main --out /backup/wal
