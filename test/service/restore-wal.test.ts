@@ -447,7 +447,7 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
           out,
         ]);
         assert.equal(r.status, status, `${onError.join(" ")}: ${r.stderr}`);
-        assert.match(r.stderr, /no answer within --timeout 0\.5 s \(nothing written\)/);
+        assert.match(r.stderr, /not restored within --timeout 0\.5 s \(nothing written\)/);
         nothingAt(out);
       }
     } finally {
@@ -468,12 +468,64 @@ describe("tideline restore-wal from a data dir, remote storage, or a server", {
       out,
     ]);
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /no answer within --timeout/);
+    assert.match(r.stderr, /not restored within --timeout/);
     nothingAt(out);
     assert.deepEqual(
       readdirSync(tmpdir()).filter((f) => f.startsWith("tideline-restore-wal-")),
       before,
     );
+    // A fetch that does not stop when cancelled (here the index read never settles, as a
+    // step that ignores its token would) still ends, after as long again, cleaning up.
+    const neverSettles = [
+      "--import",
+      `data:text/javascript,${encodeURIComponent(
+        [
+          'import { createRequire, syncBuiltinESMExports } from "node:module";',
+          'const fs = createRequire("/")("node:fs");',
+          "const readFile = fs.promises.readFile;",
+          'fs.promises.readFile = (p, ...a) => String(p).endsWith("index.json") ? new Promise(() => {}) : readFile(p, ...a);',
+          "syncBuiltinESMExports();",
+        ].join("\n"),
+      )}`,
+    ];
+    {
+      const out = dest();
+      const r = await tideline(
+        [
+          "restore-wal",
+          "--on-error",
+          "abort",
+          "--timeout",
+          "0.5",
+          "--timeline",
+          "main",
+          "--data-dir",
+          dataDir,
+          whole[0]!.name,
+          out,
+        ],
+        {},
+        neverSettles,
+      );
+      assert.equal(r.status, ABORT, r.stderr);
+      assert.match(r.stderr, /did not stop within 0\.5 s more: giving up/);
+      nothingAt(out);
+    }
+    // A bad value before --on-error abort: still 255 (commander stops at the bad value).
+    const late = await tideline([
+      "restore-wal",
+      "--timeout",
+      "soon",
+      "--on-error",
+      "abort",
+      "--timeline",
+      "main",
+      "--remote",
+      remoteUrl,
+      whole[0]!.name,
+      dest(),
+    ]);
+    assert.equal(late.status, ABORT, late.stderr);
     for (const bad of ["-1", "soon", "", "2147484"]) {
       const b = await tideline([
         "restore-wal",

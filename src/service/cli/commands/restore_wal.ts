@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { rmSync } from "node:fs";
 import { mkdtemp, open, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -174,9 +175,27 @@ export async function runRestoreWal(
   const token = new CancellationToken();
   let signalled: NodeJS.Signals | undefined;
   let timedOut = false;
+  // What a fetch that never stops (a hung mount, say) would leave; removed by the backstop.
+  const leftovers = [`${dest}.tmp`];
+  let backstop: ReturnType<typeof setTimeout> | undefined;
+  // After a cancel, the fetch gets as long again as --timeout (at most BACKSTOP_MS) to stop;
+  // then the process cleans up and ends anyway.
+  const grace = Math.min(BACKSTOP_MS, Math.max(100, (options.timeout ?? 0) * 1000 || BACKSTOP_MS));
+  const armBackstop = (why: string, end: () => void) => {
+    backstop ??= setTimeout(() => {
+      say(`${why}, and the fetch did not stop within ${grace / 1000} s more: giving up`);
+      for (const path of leftovers) rmSync(path, { recursive: true, force: true });
+      end();
+    }, grace);
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signalled ??= signal;
     token.cancel(signal);
+    armBackstop(`stopped by ${signal}`, () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.kill(process.pid, signal);
+    });
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -205,6 +224,7 @@ export async function runRestoreWal(
         dest,
         ctx: RequestContext.root(TaskKind.Main, t),
         say,
+        leftovers,
       };
       return source.kind === "data-dir"
         ? fromDataDir(source.dataDir, request)
@@ -221,6 +241,7 @@ export async function runRestoreWal(
         : setTimeout(() => {
             timedOut = true;
             limited.cancel("--timeout");
+            armBackstop(`not restored within --timeout ${timeout} s`, () => process.exit(failed));
           }, timeout * 1000);
     try {
       const found = await fetchFile(limited);
@@ -231,9 +252,9 @@ export async function runRestoreWal(
       limited[Symbol.dispose]();
     }
   } catch (error) {
-    if (timedOut && signalled === undefined) {
+    if (timedOut && signalled === undefined && error instanceof CancelledError) {
       say(
-        `cannot restore ${walFile}: no answer within --timeout ${options.timeout ?? DEFAULT_TIMEOUT_SECONDS} s (nothing written)`,
+        `cannot restore ${walFile}: not restored within --timeout ${options.timeout ?? DEFAULT_TIMEOUT_SECONDS} s (nothing written)`,
       );
       return failed;
     }
@@ -251,10 +272,14 @@ export async function runRestoreWal(
     );
     return failed;
   } finally {
+    clearTimeout(backstop);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
 }
+
+/** The longest a cancelled fetch (timeout or signal) may take to stop before the process ends anyway. */
+const BACKSTOP_MS = 10_000;
 
 /** What every source is asked for, and how it reports a miss. */
 interface Request {
@@ -266,6 +291,8 @@ interface Request {
   dest: string;
   ctx: RequestContext;
   say: (message: string) => void;
+  /** Paths to remove if the process must end before the fetch stops (see BACKSTOP_MS). */
+  leftovers: string[];
 }
 
 async function fromDataDir(dataDir: string, req: Request): Promise<boolean> {
@@ -283,6 +310,7 @@ async function fromDataDir(dataDir: string, req: Request): Promise<boolean> {
 async function fromRemote(url: string, req: Request): Promise<boolean> {
   const storage = await openRemoteStorage(url);
   const dataDir = await mkdtemp(join(tmpdir(), "tideline-restore-wal-"));
+  req.leftovers.push(dataDir);
   try {
     const timeline = await attachTimeline({
       dataDir,
@@ -458,8 +486,14 @@ export function registerRestoreWal(program: Command): void {
     // so an --on-error there is looked for among those words.
     .exitOverride((error) => {
       if (error.exitCode === 0) throw error;
+      // The raw words first: commander stops at a bad option value, before a later
+      // --on-error is parsed.
+      const raw = process.argv.slice(process.argv.indexOf("restore-wal") + 1);
       const onError =
-        lastOnError(command.args) ?? command.opts<RestoreWalOptions>().onError ?? "missing";
+        lastOnError(raw) ??
+        lastOnError(command.args) ??
+        command.opts<RestoreWalOptions>().onError ??
+        "missing";
       throw new CommanderError(failureExit(onError), error.code, error.message);
     })
     .addHelpText(
