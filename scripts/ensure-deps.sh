@@ -36,6 +36,15 @@ if ! command -v "${CC:-cc}" >/dev/null; then
   fi
 fi
 
+# Node's own headers (node_api.h) for that addon: NodeSource's and the official builds ship
+# them; Debian's nodejs package has them in libnode-dev.
+node_headers=$(node -p 'require("path").join(process.execPath, "..", "..", "include", "node", "node_api.h")')
+if [ ! -f "$node_headers" ] && [ ! -f /usr/include/node/node_api.h ] && [ "$(id -u)" -eq 0 ]; then
+  echo "ensure-deps: installing Node's headers (libnode-dev) for the native CRC-32C addon" >&2
+  { env DEBIAN_FRONTEND=noninteractive apt-get update -qq && env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnode-dev; } >/dev/null 2>&1 \
+    || echo "ensure-deps: could not install libnode-dev; CRC-32C will be computed in JavaScript" >&2
+fi
+
 # PostgreSQL refuses to run as root: tests run servers as this unprivileged user.
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres

@@ -14,8 +14,10 @@ const required = process.env.TIDELINE_REQUIRE_NATIVE === "1";
 
 describe("the native CRC-32C addon", () => {
   it("is loaded when built (and is built where CI requires it)", (t) => {
-    if (required)
+    if (required) {
       assert.ok(built, "TIDELINE_REQUIRE_NATIVE=1 but native/build/crc32c.node is missing");
+      assert.ok(native !== undefined, `TIDELINE_REQUIRE_NATIVE=1 but ${crcImplementation()}`);
+    }
     assert.equal(native !== undefined, built && process.env.TIDELINE_NATIVE !== "0");
     t.diagnostic(`CRC-32C: ${crcImplementation()}`);
     if (native !== undefined && arch() === "x64") {
