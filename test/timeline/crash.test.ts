@@ -349,17 +349,17 @@ describe("Timeline crash safety (SIGKILL at random instants)", {
       const index = await readTimelineIndex(join(dataDir, "timelines", ID, "index.json"));
       assert.ok(!index.layers.some((l) => l.file === written), "the index does not list it yet");
       const before = index.diskConsistentLsn;
-      // Two layer files are written at a time and listed in order: the unlisted files are
-      // the paused one and at most one other (the one before it, whose index update was
-      // under way, or the one after it, written meanwhile), contiguous from the index end.
+      // Two layer files are written at a time (a third starts while the one before is
+      // listed), and they may finish out of order: the unlisted files are the paused one and
+      // at most two others, all at or after the index end; a layer between them may still
+      // be a temporary file (checkReopen checks that nothing unlisted survives a reopen).
       const unlisted = readdirSync(layers)
         .filter((n) => n.endsWith(".layer") && !index.layers.some((l) => l.file === n))
         .map((n) => ({ name: n, ...parseLayerFileName(n)! }))
         .sort((a, b) => (a.start < b.start ? -1 : 1));
-      assert.ok(unlisted.length >= 1 && unlisted.length <= 2, `unlisted: ${unlisted.length}`);
-      assert.equal(unlisted[0]!.start, before, "the unlisted layers start where the index ends");
-      for (let i = 1; i < unlisted.length; i++)
-        assert.equal(unlisted[i]!.start, unlisted[i - 1]!.end, "and follow each other");
+      assert.ok(unlisted.length >= 1 && unlisted.length <= 3, `unlisted: ${unlisted.length}`);
+      for (const u of unlisted)
+        assert.ok(u.start >= before, `${u.name} lies at or after the index end ${before}`);
       assert.ok(
         unlisted.some((u) => u.name === written),
         "the paused one is among them",
