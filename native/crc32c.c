@@ -241,15 +241,28 @@ static int get_index(napi_env env, napi_value v, const char *what, int64_t *out)
   return 1;
 }
 
+/* Reads up to `max` arguments into argv; throws a TypeError with `usage` when fewer than
+ * `min` were passed. Returns 0 when it threw. */
+static int get_args(napi_env env, napi_callback_info info, size_t min, size_t max,
+                    napi_value *argv, size_t *argc, const char *usage) {
+  *argc = max;
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "tideline native: napi_get_cb_info failed");
+    return 0;
+  }
+  if (*argc < min) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
+  return 1;
+}
+
 static napi_value crc_range(napi_env env, napi_callback_info info,
                             uint32_t (*fn)(uint32_t, const uint8_t *, size_t)) {
-  size_t argc = 4;
+  size_t argc;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "crc32c(buf, start, end, crc?) takes at least 3 arguments");
+  if (!get_args(env, info, 3, 4, argv, &argc, "crc32c(buf, start, end, crc?) takes at least 3 arguments"))
     return NULL;
-  }
   uint8_t *data;
   size_t len;
   int64_t start, end;
@@ -292,17 +305,14 @@ static int record_in_bounds(const uint8_t *data, size_t len, int64_t off, uint32
 }
 
 static napi_value js_record_crc(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
+  size_t argc;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!get_args(env, info, 2, 2, argv, &argc, "recordCrc(buf, offset) takes 2 arguments"))
+    return NULL;
   uint8_t *data;
   size_t len;
   int64_t off;
   uint32_t tot;
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "recordCrc(buf, offset) takes 2 arguments");
-    return NULL;
-  }
   if (!get_bytes(env, argv[0], "recordCrc: buf must be a Uint8Array", &data, &len)) return NULL;
   if (!get_index(env, argv[1], "recordCrc: offset must be a non-negative integer", &off)) return NULL;
   if (!record_in_bounds(data, len, off, &tot)) {
@@ -315,13 +325,10 @@ static napi_value js_record_crc(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_record_crcs(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
+  size_t argc;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, NULL, "recordCrcs(buf, offsets, count, out) takes 4 arguments");
+  if (!get_args(env, info, 4, 4, argv, &argc, "recordCrcs(buf, offsets, count, out) takes 4 arguments"))
     return NULL;
-  }
   uint8_t *data;
   size_t len, n_offs, n_out;
   int32_t *offs, *out;

@@ -1082,9 +1082,7 @@ export class WalDecoder {
       actual = native.recordCrc(buf, off);
       this.listBuf = undefined;
     }
-    const stored =
-      (buf[off + 20]! | (buf[off + 21]! << 8) | (buf[off + 22]! << 16) | (buf[off + 23]! << 24)) >>>
-      0;
+    const stored = storedCrc(buf, off);
     if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
   }
 
@@ -1159,8 +1157,7 @@ export class WalDecoder {
     if (this.native !== undefined && totLen >= 24 + 64) {
       // A long assembled record (its xl_tot_len is `totLen`): one native call.
       const actual = this.native.recordCrc(b, o);
-      const stored =
-        (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
+      const stored = storedCrc(b, o);
       if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
       return;
     }
@@ -1178,7 +1175,12 @@ export class WalDecoder {
       this.crcWords2 = otherWords;
     }
     const actual = recordCrc32cIn(b, this.crcWords, o, totLen);
-    const stored = (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
+    const stored = storedCrc(b, o);
     if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
   }
+}
+
+/** The `xl_crc` stored in the header of the record at `o`. */
+function storedCrc(b: Buffer, o: number): number {
+  return (b[o + 20]! | (b[o + 21]! << 8) | (b[o + 22]! << 16) | (b[o + 23]! << 24)) >>> 0;
 }

@@ -80,6 +80,11 @@ export const DEFAULT_TIMEOUT_SECONDS = 300;
 /** The largest `--timeout` (a timer's limit, 2^31-1 ms: about 24.8 days); 0 means none. */
 const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
+/** Whether `n` is a valid `--timeout`: a number of seconds from 0 to MAX_TIMEOUT_SECONDS. */
+function isTimeoutSeconds(n: unknown): n is number {
+  return typeof n === "number" && Number.isFinite(n) && n >= 0 && n <= MAX_TIMEOUT_SECONDS;
+}
+
 /** Exit codes: the file was written; the source does not hold it (see FAILURE_EXIT for the rest). */
 const WRITTEN = 0;
 const NOT_FOUND = 1;
@@ -204,12 +209,7 @@ export async function runRestoreWal(
       throw new UsageError(`--on-error "${options.onError}" is not one of ${ON_ERROR.join(", ")}`);
     }
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_SECONDS;
-    if (
-      typeof timeout !== "number" ||
-      !Number.isFinite(timeout) ||
-      timeout < 0 ||
-      timeout > MAX_TIMEOUT_SECONDS
-    ) {
+    if (!isTimeoutSeconds(timeout)) {
       throw new UsageError(
         `--timeout must be a number of seconds from 0 to ${MAX_TIMEOUT_SECONDS}, got ${timeout}`,
       );
@@ -550,7 +550,7 @@ In postgresql.conf of the server being recovered:
 /** `--timeout`'s value: a number of seconds >= 0. */
 function parseSeconds(text: string): number {
   const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n < 0 || n > MAX_TIMEOUT_SECONDS) {
+  if (text.trim() === "" || !isTimeoutSeconds(n)) {
     throw new InvalidArgumentError(
       `expected a number of seconds from 0 to ${MAX_TIMEOUT_SECONDS}, got "${text}"`,
     );
