@@ -685,6 +685,142 @@ export function decodeRecordInto(
 }
 
 /**
+ * What {@link walkRecordHeaders} found besides the image bytes it returns: the main data
+ * length, whether an origin is recorded, the origin id and the top-level xid (0 when none).
+ * Overwritten by every call.
+ */
+const walked = { mainDataLen: 0, hasOrigin: false, originId: 0, toplevel: 0 };
+
+/**
+ * Walks the block and data headers of the record at `offset` of `buf` (whose `xl_tot_len` is
+ * `totLen`; the caller has checked that it is at least 24 and that the record lies in `buf`)
+ * with every check {@link decodeRecordInto} makes, and returns the bytes of its block images,
+ * or -1 when the headers are invalid (`decodeRecordInto` then names the error). The main data
+ * length, origin and top-level xid are left in `walked`.
+ */
+function walkRecordHeaders(
+  buf: Buffer,
+  offset: number,
+  totLen: number,
+  format: WalFormat,
+  blockSize: number,
+): number {
+  const end = offset + totLen;
+  let p = offset + RECORD_HEADER_SIZE;
+  let datatotal = 0;
+  let maxId = -1;
+  let haveRel = false;
+  let fpiLen = 0;
+  let mainDataLen = 0;
+  let hasOrigin = false;
+  let originId = 0;
+  let toplevel = 0;
+  const bf = format.blockFlags;
+  const imf = format.imageFlags;
+  const compressMask = imf.compressPglz | imf.compressLz4 | imf.compressZstd;
+  const maxBlockId = format.maxBlockId;
+  while (end - p > datatotal) {
+    const id = buf[p++]!;
+    if (id > maxBlockId) {
+      if (id === format.blockIdDataShort) {
+        if (end - p < 1) return -1;
+        mainDataLen = buf[p++]!;
+        datatotal += mainDataLen;
+        break;
+      }
+      if (id === format.blockIdDataLong) {
+        if (end - p < 4) return -1;
+        mainDataLen =
+          (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
+        p += 4;
+        datatotal += mainDataLen;
+        break;
+      }
+      if (id === format.blockIdOrigin) {
+        if (end - p < 2) return -1;
+        originId = buf[p]! | (buf[p + 1]! << 8);
+        hasOrigin = true;
+        p += 2;
+        continue;
+      }
+      if (id === format.blockIdToplevelXid) {
+        if (end - p < 4) return -1;
+        toplevel = (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
+        p += 4;
+        continue;
+      }
+      return -1;
+    }
+    if (id <= maxId) return -1;
+    maxId = id;
+    if (end - p < 3) return -1;
+    const ff = buf[p]!;
+    const dataLen = buf[p + 1]! | (buf[p + 2]! << 8);
+    p += 3;
+    if ((ff & bf.hasData) !== 0 ? dataLen === 0 : dataLen !== 0) return -1;
+    datatotal += dataLen;
+    if ((ff & bf.hasImage) !== 0) {
+      if (end - p < 5) return -1;
+      const imageLen = buf[p]! | (buf[p + 1]! << 8);
+      const holeOffset = buf[p + 2]! | (buf[p + 3]! << 8);
+      const bi = buf[p + 4]!;
+      p += 5;
+      const compressed = (bi & compressMask) !== 0;
+      const hasHole = (bi & imf.hasHole) !== 0;
+      let holeLength: number;
+      if (compressed) {
+        if (hasHole) {
+          if (end - p < 2) return -1;
+          holeLength = buf[p]! | (buf[p + 1]! << 8);
+          p += 2;
+        } else holeLength = 0;
+      } else holeLength = blockSize - imageLen;
+      datatotal += imageLen;
+      fpiLen += imageLen;
+      if (hasHole) {
+        if (holeOffset === 0 || holeLength === 0 || imageLen === blockSize) return -1;
+      } else if (holeOffset !== 0 || holeLength !== 0) return -1;
+      if (compressed && imageLen === blockSize) return -1;
+    }
+    if ((ff & bf.sameRel) === 0) {
+      if (end - p < 12) return -1;
+      p += 12;
+      haveRel = true;
+    } else if (!haveRel) return -1;
+    if (end - p < 4) return -1;
+    p += 4;
+  }
+  if (end - p !== datatotal) return -1;
+  walked.mainDataLen = mainDataLen;
+  walked.hasOrigin = hasOrigin;
+  walked.originId = originId;
+  walked.toplevel = toplevel;
+  return fpiLen;
+}
+
+/**
+ * The bytes of block images in the WAL record at `offset` of `buf` (`xl_tot_len` `totLen`,
+ * at least 24, lying in `buf`), after the checks {@link decodeRecordInto} makes of its block
+ * and data headers; -1 when one fails (`decodeRecordInto` then names the error). For callers
+ * that only count records, such as `WalDecoder.tally`.
+ *
+ * @example
+ * ```ts
+ * const fpi = recordImageBytes(buf, off, buf.readUInt32LE(off), fmt, 8192);
+ * if (fpi < 0) decodeRecordInto(rec, buf, off, fmt); // throws the error
+ * ```
+ */
+export function recordImageBytes(
+  buf: Buffer,
+  offset: number,
+  totLen: number,
+  format: WalFormat,
+  blockSize: number,
+): number {
+  return walkRecordHeaders(buf, offset, totLen, format, blockSize);
+}
+
+/**
  * The scalar part of {@link decodeRecordInto}, without filling block references: header
  * fields, `fpiLen`, main data, origin and top-level xid, with every check `decodeRecordInto`
  * makes. Returns false instead of throwing when the record is invalid (call `decodeRecordInto`
@@ -709,92 +845,9 @@ export function scanRecordInto(
       (buf[offset + 3]! << 24)) >>>
     0;
   if (totLen < RECORD_HEADER_SIZE || offset + totLen > buf.length) return false;
-  const end = offset + totLen;
-  let p = offset + RECORD_HEADER_SIZE;
-  let datatotal = 0;
-  let maxId = -1;
-  let haveRel = false;
-  let fpiLen = 0;
-  let mainDataLen = 0;
-  let hasOrigin = false;
-  let originId = 0;
-  let toplevel = 0;
-  const bf = format.blockFlags;
-  const imf = format.imageFlags;
-  const compressMask = imf.compressPglz | imf.compressLz4 | imf.compressZstd;
-  const maxBlockId = format.maxBlockId;
-  while (end - p > datatotal) {
-    const id = buf[p++]!;
-    if (id > maxBlockId) {
-      if (id === format.blockIdDataShort) {
-        if (end - p < 1) return false;
-        mainDataLen = buf[p++]!;
-        datatotal += mainDataLen;
-        break;
-      }
-      if (id === format.blockIdDataLong) {
-        if (end - p < 4) return false;
-        mainDataLen =
-          (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
-        p += 4;
-        datatotal += mainDataLen;
-        break;
-      }
-      if (id === format.blockIdOrigin) {
-        if (end - p < 2) return false;
-        originId = buf[p]! | (buf[p + 1]! << 8);
-        hasOrigin = true;
-        p += 2;
-        continue;
-      }
-      if (id === format.blockIdToplevelXid) {
-        if (end - p < 4) return false;
-        toplevel = (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
-        p += 4;
-        continue;
-      }
-      return false;
-    }
-    if (id <= maxId) return false;
-    maxId = id;
-    if (end - p < 3) return false;
-    const ff = buf[p]!;
-    const dataLen = buf[p + 1]! | (buf[p + 2]! << 8);
-    p += 3;
-    if ((ff & bf.hasData) !== 0 ? dataLen === 0 : dataLen !== 0) return false;
-    datatotal += dataLen;
-    if ((ff & bf.hasImage) !== 0) {
-      if (end - p < 5) return false;
-      const imageLen = buf[p]! | (buf[p + 1]! << 8);
-      const holeOffset = buf[p + 2]! | (buf[p + 3]! << 8);
-      const bi = buf[p + 4]!;
-      p += 5;
-      const compressed = (bi & compressMask) !== 0;
-      const hasHole = (bi & imf.hasHole) !== 0;
-      let holeLength: number;
-      if (compressed) {
-        if (hasHole) {
-          if (end - p < 2) return false;
-          holeLength = buf[p]! | (buf[p + 1]! << 8);
-          p += 2;
-        } else holeLength = 0;
-      } else holeLength = blockSize - imageLen;
-      datatotal += imageLen;
-      fpiLen += imageLen;
-      if (hasHole) {
-        if (holeOffset === 0 || holeLength === 0 || imageLen === blockSize) return false;
-      } else if (holeOffset !== 0 || holeLength !== 0) return false;
-      if (compressed && imageLen === blockSize) return false;
-    }
-    if ((ff & bf.sameRel) === 0) {
-      if (end - p < 12) return false;
-      p += 12;
-      haveRel = true;
-    } else if (!haveRel) return false;
-    if (end - p < 4) return false;
-    p += 4;
-  }
-  if (end - p !== datatotal) return false;
+  const fpiLen = walkRecordHeaders(buf, offset, totLen, format, blockSize);
+  if (fpiLen < 0) return false;
+  const mainDataLen = walked.mainDataLen;
   rec.format = format;
   rec.blockSize = blockSize;
   rec.buffer = buf;
@@ -814,9 +867,9 @@ export function scanRecordInto(
       (buf[offset + 22]! << 16) |
       (buf[offset + 23]! << 24)) >>>
     0;
-  rec.hasOrigin = hasOrigin;
-  rec.originId = originId;
-  rec.toplevelXidValue = toplevel;
+  rec.hasOrigin = walked.hasOrigin;
+  rec.originId = walked.originId;
+  rec.toplevelXidValue = walked.toplevel;
   rec.mainDataLen = mainDataLen;
   rec.mainDataOffset = totLen - mainDataLen;
   rec.fpiLen = fpiLen;
