@@ -17,13 +17,35 @@
  *                                        the bytes after the 24-byte header, then the header's
  *                                        first 20 bytes. The length is the record's xl_tot_len.
  *   recordCrcs(buf, offsets, n, out)    recordCrc for offsets[0..n) into out[0..n) (Int32Array).
+ *   listRecordCrcs(buf, start, startLo, pageSize, magic, longHeader, contrecord,
+ *                  offsets, out, result)
+ *                                        walks buf from the record start `start` (whose LSN's
+ *                                        low 32 bits are startLo) along xl_tot_len and page
+ *                                        headers (for src/wal/decoder.ts's listRecords),
+ *                                        lists the records lying whole on one page into
+ *                                        offsets, their recordCrc into out, and sets
+ *                                        result[0] to the count and result[1] to where the
+ *                                        walk stopped. Only a guess at where records are: the
+ *                                        decoder trusts a CRC only for the offset it checks.
+ *   readRecordCrcsAsync(fd, position, buf, length, pageSize, longHeader, contrecord,
+ *                       offsets, out, result, callback)
+ *                                        reads a chunk of a file and lists it as
+ *                                        listRecordCrcs does, on libuv's thread pool (see
+ *                                        js_read_record_crcs_async).
  *   crc32cPortable(buf, start, end, crc) crc32c without the CPU instruction (for tests).
  *   impl                                "sse4.2" or "table": what crc32c and recordCrc use.
  */
+/* pread(), and 64-bit file offsets everywhere. */
+#define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64
 #include <node_api.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -358,6 +380,288 @@ static napi_value js_record_crcs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The arguments of listRecordCrcs, checked. */
+struct list_args {
+  const uint8_t *data;
+  size_t len;
+  int64_t start;
+  uint32_t start_lo;
+  int64_t page_size;
+  uint32_t magic, long_header, contrecord;
+  int32_t *offs, *out, *result;
+  size_t cap;
+};
+
+/* Reads listRecordCrcs's 10 arguments from argv into `a`; throws and returns 0 when one is
+ * wrong. `name` starts the messages. */
+static int get_list_args(napi_env env, napi_value *argv, struct list_args *a) {
+  uint8_t *data;
+  size_t n_out, n_result;
+  int64_t start_lo, page_size, magic, long_header, contrecord;
+  if (!get_bytes(env, argv[0], "listRecordCrcs: buf must be a Uint8Array", &data, &a->len) ||
+      !get_index(env, argv[1], "listRecordCrcs: start must be a non-negative integer", &a->start) ||
+      !get_index(env, argv[2], "listRecordCrcs: startLo must be a non-negative integer", &start_lo) ||
+      !get_index(env, argv[3], "listRecordCrcs: pageSize must be a non-negative integer", &page_size) ||
+      !get_index(env, argv[4], "listRecordCrcs: magic must be a non-negative integer", &magic) ||
+      !get_index(env, argv[5], "listRecordCrcs: longHeader must be a non-negative integer", &long_header) ||
+      !get_index(env, argv[6], "listRecordCrcs: contrecord must be a non-negative integer", &contrecord) ||
+      !get_int32_array(env, argv[7], "listRecordCrcs: offsets must be an Int32Array", &a->offs, &a->cap) ||
+      !get_int32_array(env, argv[8], "listRecordCrcs: out must be an Int32Array", &a->out, &n_out) ||
+      !get_int32_array(env, argv[9], "listRecordCrcs: result must be an Int32Array", &a->result, &n_result))
+    return 0;
+  if (start_lo > 0xFFFFFFFF || page_size < 64 || page_size > (1 << 16) ||
+      (page_size & (page_size - 1)) != 0 || magic > 0xFFFF || long_header > 0xFFFF ||
+      contrecord > 0xFFFF || n_result < 2) {
+    napi_throw_range_error(env, NULL,
+                           "listRecordCrcs: startLo must fit 32 bits, pageSize be a power of two "
+                           "in [64, 65536], magic and the flags fit 16 bits, result hold 2 values");
+    return 0;
+  }
+  a->data = data;
+  a->start_lo = (uint32_t)start_lo;
+  a->page_size = page_size;
+  a->magic = (uint32_t)magic;
+  a->long_header = (uint32_t)long_header;
+  a->contrecord = (uint32_t)contrecord;
+  if (n_out < a->cap) a->cap = n_out;
+  return 1;
+}
+
+/* The walk (see the header comment). It stops at anything unexpected: a length below 24, a page
+ * without the expected magic, the end of buf, `offsets` full. Records crossing a page boundary
+ * are skipped (the decoder assembles and checks them alone). Touches no JavaScript value: it
+ * also runs on libuv's thread pool. */
+static void list_walk(const struct list_args *a) {
+  const uint8_t *data = a->data;
+  const uint64_t len = a->len;
+  const int64_t page_size = a->page_size;
+  const uint32_t mask = (uint32_t)page_size - 1;
+  const uint32_t base = a->start_lo - (uint32_t)a->start; /* low LSN bits of buf[0] */
+  size_t n = 0;
+  int64_t pos = a->start;
+  /* Offsets are int32: records past 2 GiB into one buffer are left out. */
+  while (n < a->cap && (uint64_t)pos + 24 <= len && pos <= 0x7FFFFFFF) {
+    const uint8_t *p = data + pos;
+    uint32_t page_off = (base + (uint32_t)pos) & mask;
+    if (page_off == 0) {
+      if ((uint32_t)(p[0] | (p[1] << 8)) != a->magic) break;
+      uint32_t flags = (uint32_t)(p[2] | (p[3] << 8));
+      int64_t size = (flags & a->long_header) ? 40 : 24;
+      if (flags & a->contrecord) {
+        int64_t rem = read_u32le(p + 16);
+        int64_t first = size + rem + ((8 - (rem & 7)) & 7);
+        pos += first < page_size ? first : page_size;
+      } else {
+        pos += size;
+      }
+      continue;
+    }
+    uint32_t tot = read_u32le(p);
+    if (tot < 24) break;
+    if ((int64_t)page_off + tot > page_size) {
+      pos += page_size - page_off;
+      continue;
+    }
+    if ((uint64_t)pos + tot > len) break;
+    a->offs[n] = (int32_t)pos;
+    a->out[n] = (int32_t)record_crc(p, tot);
+    n++;
+    pos += ((int64_t)tot + 7) & ~(int64_t)7;
+  }
+  a->result[0] = (int32_t)n;
+  a->result[1] = (int32_t)(pos > 0x7FFFFFFF ? 0x7FFFFFFF : pos);
+}
+
+static napi_value js_list_record_crcs(napi_env env, napi_callback_info info) {
+  size_t argc;
+  napi_value argv[10];
+  struct list_args a;
+  if (!get_args(env, info, 10, 10, argv, &argc,
+                "listRecordCrcs(buf, start, startLo, pageSize, magic, longHeader, contrecord, "
+                "offsets, out, result) takes 10 arguments") ||
+      !get_list_args(env, argv, &a))
+    return NULL;
+  list_walk(&a);
+  return NULL;
+}
+
+/* readRecordCrcsAsync(fd, position, buf, length, pageSize, longHeader, contrecord, offsets,
+ * out, result, callback): on libuv's thread pool, reads up to `length` bytes of file `fd` at
+ * `position` into buf[0, length) (pread, until EOF), then lists buf as listRecordCrcs does from
+ * offset 0, a page start, with the magic of the page header found there. callback(error, n)
+ * runs on the calling thread: n bytes read, or an Error (code "EIO" etc., errno) from pread.
+ * One job for both, so that no turn of the calling thread's event loop lies between reading a
+ * chunk and checksumming it. `fd` must stay open and buf and the arrays unchanged until the
+ * callback has run. */
+struct read_job {
+  struct list_args a;
+  int fd;
+  int64_t position;
+  size_t want;
+  size_t got;
+  int err;
+  napi_async_work work;
+  napi_ref refs[5]; /* buf, offsets, out, result, callback */
+};
+
+static void read_job_execute(napi_env env, void *data) {
+  (void)env;
+  struct read_job *job = (struct read_job *)data;
+  uint8_t *buf = (uint8_t *)job->a.data;
+  while (job->got < job->want) {
+    ssize_t n = pread(job->fd, buf + job->got, job->want - job->got, (off_t)(job->position + (int64_t)job->got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      job->err = errno;
+      return;
+    }
+    if (n == 0) break;
+    job->got += (size_t)n;
+  }
+  job->a.result[0] = 0;
+  job->a.result[1] = 0;
+  if (job->got >= 24) {
+    job->a.len = job->got;
+    job->a.magic = (uint32_t)(buf[0] | (buf[1] << 8));
+    list_walk(&job->a);
+  }
+}
+
+/* The usual name of an errno value (Node.js's error codes), or NULL. */
+static const char *errno_code(int e) {
+  switch (e) {
+    case EIO: return "EIO";
+    case EBADF: return "EBADF";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case EFAULT: return "EFAULT";
+    case ENXIO: return "ENXIO";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ESPIPE: return "ESPIPE";
+    case ENOMEM: return "ENOMEM";
+    case EAGAIN: return "EAGAIN";
+    case ESTALE: return "ESTALE";
+    default: return NULL;
+  }
+}
+
+static void read_job_free(napi_env env, struct read_job *job) {
+  for (int i = 0; i < 5; i++)
+    if (job->refs[i] != NULL) napi_delete_reference(env, job->refs[i]);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static void read_job_complete(napi_env env, napi_status status, void *data) {
+  struct read_job *job = (struct read_job *)data;
+  napi_value cb, global, args[2];
+  if (napi_get_reference_value(env, job->refs[4], &cb) == napi_ok && cb != NULL &&
+      napi_get_global(env, &global) == napi_ok) {
+    if (status != napi_ok || job->err != 0) {
+      char message[160];
+      const char *code = status != napi_ok ? NULL : errno_code(job->err);
+      if (status != napi_ok)
+        snprintf(message, sizeof message, "readRecordCrcsAsync: the work was cancelled");
+      else
+        snprintf(message, sizeof message, "%s%s%s, pread", code != NULL ? code : "",
+                 code != NULL ? ": " : "", strerror(job->err));
+      napi_value msg, code_value = NULL, errno_value;
+      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+      if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+      napi_create_error(env, code_value, msg, &args[0]);
+      if (status == napi_ok) {
+        napi_create_int32(env, -job->err, &errno_value);
+        napi_set_named_property(env, args[0], "errno", errno_value);
+        napi_value syscall;
+        napi_create_string_utf8(env, "pread", NAPI_AUTO_LENGTH, &syscall);
+        napi_set_named_property(env, args[0], "syscall", syscall);
+      }
+      napi_get_undefined(env, &args[1]);
+    } else {
+      napi_get_null(env, &args[0]);
+      napi_create_double(env, (double)job->got, &args[1]);
+    }
+    /* An exception thrown by the callback is left pending: Node.js reports it as uncaught. */
+    napi_call_function(env, global, cb, 2, args, NULL);
+  }
+  read_job_free(env, job);
+}
+
+static napi_value js_read_record_crcs_async(napi_env env, napi_callback_info info) {
+  size_t argc;
+  napi_value argv[11];
+  if (!get_args(env, info, 11, 11, argv, &argc,
+                "readRecordCrcsAsync(fd, position, buf, length, pageSize, longHeader, contrecord, "
+                "offsets, out, result, callback) takes 11 arguments"))
+    return NULL;
+  int64_t fd, position, length, page_size, long_header, contrecord;
+  uint8_t *data;
+  size_t len, cap, n_out, n_result;
+  int32_t *offs, *out, *result;
+  napi_valuetype t;
+  if (!get_index(env, argv[0], "readRecordCrcsAsync: fd must be a non-negative integer", &fd) ||
+      !get_index(env, argv[1], "readRecordCrcsAsync: position must be a non-negative integer", &position) ||
+      !get_bytes(env, argv[2], "readRecordCrcsAsync: buf must be a Uint8Array", &data, &len) ||
+      !get_index(env, argv[3], "readRecordCrcsAsync: length must be a non-negative integer", &length) ||
+      !get_index(env, argv[4], "readRecordCrcsAsync: pageSize must be a non-negative integer", &page_size) ||
+      !get_index(env, argv[5], "readRecordCrcsAsync: longHeader must be a non-negative integer", &long_header) ||
+      !get_index(env, argv[6], "readRecordCrcsAsync: contrecord must be a non-negative integer", &contrecord) ||
+      !get_int32_array(env, argv[7], "readRecordCrcsAsync: offsets must be an Int32Array", &offs, &cap) ||
+      !get_int32_array(env, argv[8], "readRecordCrcsAsync: out must be an Int32Array", &out, &n_out) ||
+      !get_int32_array(env, argv[9], "readRecordCrcsAsync: result must be an Int32Array", &result, &n_result))
+    return NULL;
+  if (napi_typeof(env, argv[10], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "readRecordCrcsAsync: callback must be a function");
+    return NULL;
+  }
+  if (fd > 0x7FFFFFFF || (uint64_t)length > (uint64_t)len || page_size < 64 ||
+      page_size > (1 << 16) || (page_size & (page_size - 1)) != 0 || long_header > 0xFFFF ||
+      contrecord > 0xFFFF || n_result < 2) {
+    napi_throw_range_error(env, NULL,
+                           "readRecordCrcsAsync: fd must fit 31 bits, length not exceed buf, pageSize "
+                           "be a power of two in [64, 65536], the flags fit 16 bits, result hold 2 "
+                           "values");
+    return NULL;
+  }
+  struct read_job *job = (struct read_job *)calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "readRecordCrcsAsync: out of memory");
+    return NULL;
+  }
+  job->fd = (int)fd;
+  job->position = position;
+  job->want = (size_t)length;
+  job->a.data = data;
+  job->a.len = 0;
+  job->a.start = 0;
+  job->a.start_lo = 0;
+  job->a.page_size = page_size;
+  job->a.long_header = (uint32_t)long_header;
+  job->a.contrecord = (uint32_t)contrecord;
+  job->a.offs = offs;
+  job->a.out = out;
+  job->a.result = result;
+  job->a.cap = n_out < cap ? n_out : cap;
+  static const int held[5] = {2, 7, 8, 9, 10};
+  for (int i = 0; i < 5; i++) {
+    if (napi_create_reference(env, argv[held[i]], 1, &job->refs[i]) != napi_ok) {
+      read_job_free(env, job);
+      napi_throw_error(env, NULL, "readRecordCrcsAsync: napi_create_reference failed");
+      return NULL;
+    }
+  }
+  napi_value name;
+  if (napi_create_string_utf8(env, "tideline.readRecordCrcs", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, read_job_execute, read_job_complete, job,
+                             &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    read_job_free(env, job);
+    napi_throw_error(env, NULL, "readRecordCrcsAsync: could not queue the work");
+    return NULL;
+  }
+  return NULL;
+}
+
 /* Tables and the implementation are chosen once per process: worker threads load the
  * module too, and must not rewrite what other threads are reading. */
 static void init_once(void) {
@@ -385,6 +689,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"crc32cPortable", js_crc32c_portable},
       {"recordCrc", js_record_crc},
       {"recordCrcs", js_record_crcs},
+      {"listRecordCrcs", js_list_record_crcs},
+      {"readRecordCrcsAsync", js_read_record_crcs_async},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

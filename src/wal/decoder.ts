@@ -4,6 +4,7 @@
  * @module
  */
 
+import { isListFor, type RecordCrcList } from "./crc_list.js";
 import { crcWordView, recordCrc32cIn } from "./crc32c.js";
 import {
   WalCrcMismatchError,
@@ -14,7 +15,13 @@ import {
 import { assertLsn, formatLsn, formatLsnParts, type Lsn, lsnFromParts } from "./lsn.js";
 import { type NativeCrc, nativeCrc } from "./native.js";
 import { parsePageHeader, validatePageHeader } from "./page.js";
-import { decodeRecordInto, RECORD_HEADER_SIZE, scanRecordInto, WalRecord } from "./record.js";
+import {
+  decodeRecordInto,
+  RECORD_HEADER_SIZE,
+  recordImageBytes,
+  scanRecordInto,
+  WalRecord,
+} from "./record.js";
 import {
   assertPageSize,
   assertSegmentSize,
@@ -84,6 +91,38 @@ export interface WalDecoderOptions {
  */
 export type WalDecoderState = "need-input" | "end" | "failed";
 
+/**
+ * What {@link WalDecoder.tally} adds to: per resource manager id, the record count at
+ * `sums[id]`, the record bytes (without images) at `sums[256 + id]` and the image bytes at
+ * `sums[512 + id]`; the number of records; and where the last record counted ends
+ * (`endHi * 2^32 + endLo`; `endHi` is -1 until one is).
+ *
+ * @example
+ * ```ts
+ * const t = newRecordTally();
+ * dec.tally(t);
+ * t.sums[10]; // Heap records counted
+ * ```
+ */
+export interface RecordTally {
+  readonly sums: Float64Array;
+  records: number;
+  endHi: number;
+  endLo: number;
+}
+
+/**
+ * An empty {@link RecordTally}.
+ *
+ * @example
+ * ```ts
+ * newRecordTally().records; // 0
+ * ```
+ */
+export function newRecordTally(): RecordTally {
+  return { sums: new Float64Array(768), records: 0, endHi: -1, endLo: 0 };
+}
+
 const M_PAGE_HEADER = 0;
 const M_RECORD = 1;
 const M_CONT = 2;
@@ -101,8 +140,6 @@ const EMPTY = Buffer.alloc(0);
 const CRC_BATCH = 8192;
 /** Below this many bytes left in a chunk, records are checked one by one. */
 const LIST_MIN_BYTES = 4096;
-/** The largest offset in a chunk that the batch CRC list (an Int32Array) can hold. */
-const MAX_LISTED_OFFSET = 0x7fff_ffff;
 
 /**
  * Decodes PostgreSQL WAL (15, 16, 17, 18) from bytes pushed in any pieces: replication `w`
@@ -147,6 +184,7 @@ export class WalDecoder {
   private buf: Buffer = EMPTY;
   private off = 0;
   private readonly queue: Buffer[] = [];
+  private readonly queueLists: (RecordCrcList | undefined)[] = [];
   private qHead = 0;
   private buffered = 0;
   private ended = false;
@@ -194,9 +232,16 @@ export class WalDecoder {
   private listBuf: Buffer | undefined;
   private listOffs: Int32Array = new Int32Array(0);
   private listOut: Int32Array = new Int32Array(0);
+  // The arrays listRecords fills (listOffs/listOut may instead be a pushed RecordCrcList's).
+  private ownOffs: Int32Array = new Int32Array(0);
+  private ownOut: Int32Array = new Int32Array(0);
   private listN = 0;
   private listAt = 0;
   private listEnd = 0;
+  private readonly listResult = new Int32Array(2);
+  // The buffer `tally` last read, and a view of it as 32-bit words (undefined: not aligned).
+  private tallyBuf: Buffer = EMPTY;
+  private tallyWords: Int32Array | undefined;
   private readonly scratch = Buffer.alloc(64);
   private failure: WalDecodeError | undefined;
   private finished = false;
@@ -264,11 +309,16 @@ export class WalDecoder {
    * client.connection.on("copyData", (m) => dec.push(Buffer.from(m.chunk.subarray(25))));
    * ```
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, crcs?: RecordCrcList): void {
     if (!(chunk instanceof Uint8Array)) {
       throw new TypeError(`push() takes a Buffer or Uint8Array, got ${typeof chunk}`);
     }
     if (this.ended) throw new TypeError("push() called after end()");
+    if (crcs !== undefined && !isListFor(crcs, chunk)) {
+      throw new TypeError(
+        "push(chunk, crcs): crcs must be the list readWithRecordCrcs() made for this chunk",
+      );
+    }
     if (chunk.length === 0) return;
     const b = Buffer.isBuffer(chunk)
       ? chunk
@@ -276,13 +326,29 @@ export class WalDecoder {
     this.buffered += b.length;
     if (this.off === this.buf.length && this.qHead === this.queue.length) {
       this.buf = b;
-      this.listBuf = undefined;
+      this.adoptList(b, crcs);
       this.off = 0;
       this.queue.length = 0;
+      this.queueLists.length = 0;
       this.qHead = 0;
     } else {
       this.queue.push(b);
+      this.queueLists.push(crcs);
     }
+  }
+
+  /** The CRCs of `buf`'s records: those computed ahead (`crcs`), or none listed yet. */
+  private adoptList(buf: Buffer, crcs: RecordCrcList | undefined): void {
+    if (crcs === undefined || this.native === undefined) {
+      this.listBuf = undefined;
+      return;
+    }
+    this.listBuf = buf;
+    this.listOffs = crcs.offsets;
+    this.listOut = crcs.crcs;
+    this.listN = crcs.count;
+    this.listAt = 0;
+    this.listEnd = crcs.end;
   }
 
   /**
@@ -489,6 +555,168 @@ export class WalDecoder {
     return this.skippedContinuation;
   }
 
+  /**
+   * Counts records into `into` instead of returning them, as many as can be taken quickly from
+   * the chunk being read: the same records `next()` would return, checked exactly as
+   * thoroughly, without filling in a {@link WalRecord} for each. It stops (returning how many it
+   * counted) before the first record at or after `before`, and before anything it leaves to
+   * `next()`: a record that spans pages or chunks, a long page header, an XLOG_SWITCH, the
+   * chunk's end, the first record decoded, and anything invalid (so that `next()` throws the
+   * error it always would). Call `next()` then, and handle what it returns as usual.
+   *
+   * @example
+   * ```ts
+   * const t = newRecordTally();
+   * for (;;) {
+   *   dec.tally(t);
+   *   const rec = dec.next();
+   *   if (rec === undefined) break;
+   *   addToTally(t, rec);
+   * }
+   * ```
+   */
+  tally(into: RecordTally, before?: Lsn): number {
+    const fmt = this.format;
+    if (
+      this.mode !== M_RECORD ||
+      fmt === undefined ||
+      this.prevHi < 0 ||
+      this.overwrittenHi >= 0 ||
+      this.pageHdr === 0 ||
+      !this.segSizeKnown
+    )
+      return 0;
+    const buf = this.buf;
+    if (buf !== this.tallyBuf) {
+      this.tallyBuf = buf;
+      this.tallyWords = crcWordView(buf);
+    }
+    // Record and page headers are read as 32-bit words: records start at multiples of 8, so
+    // their offsets are multiples of 4 when the chunk starts at one (file reads do; pieces of
+    // a replication stream need not).
+    const words = this.tallyWords;
+    if (words === undefined || ((this.posLo - this.off) & 3) !== 0) return 0;
+    let stopHi = TWO32;
+    let stopLo = 0;
+    if (before !== undefined) {
+      stopHi = Number(before >> 32n);
+      stopLo = Number(before & 0xffff_ffffn);
+    }
+    const len = buf.length;
+    const pageSize = this.pageSize;
+    const mask = this.pageMask;
+    const segMask = this.segSize - 1;
+    const pi = fmt.pageInfo;
+    const pageMagic = fmt.pageMagic;
+    const badInfo = ~pi.all | pi.longHeader | pi.firstIsContrecord;
+    const maxRmgr = fmt.maxBuiltinRmgrId;
+    const rmXlog = fmt.rmXlogId;
+    const switchInfo = fmt.xlogSwitchInfo;
+    const blockSize = this.blockSize;
+    const verify = this.verifyCrc;
+    const native = this.native;
+    const sums = into.sums;
+    const start = this.off;
+    let off = start;
+    let hi = this.posHi;
+    let lo = this.posLo;
+    let prevHi = this.prevHi;
+    let prevLo = this.prevLo;
+    let tli = this.tli ?? 0;
+    let pageHdr = this.pageHdr;
+    let n = 0;
+    for (;;) {
+      let pageOff = lo & mask;
+      if (pageOff === 0) {
+        // A short page header in the middle of a segment, all as expected; else `next()`.
+        if ((lo & segMask) === 0 || len - off < 24) break;
+        const w = off >> 2;
+        const first = words[w]!; // xlp_magic, xlp_info
+        const info = first >>> 16;
+        const pageTli = words[w + 1]! >>> 0;
+        if (
+          (first & 0xffff) !== pageMagic ||
+          (info & badInfo) !== 0 ||
+          pageTli < tli ||
+          words[w + 2] !== (lo | 0) ||
+          words[w + 3] !== (hi | 0)
+        )
+          break;
+        tli = pageTli;
+        pageHdr = 24;
+        off += 24;
+        lo += 24;
+        pageOff = 24;
+      }
+      if (hi > stopHi || (hi === stopHi && lo >= stopLo)) break;
+      const avail = len - off;
+      if (avail < RECORD_HEADER_SIZE || pageOff < pageHdr) break;
+      const w = off >> 2;
+      const totLen = words[w]! >>> 0;
+      const aligned = (totLen + 7) & ~7;
+      // Too short, spanning pages or chunks (padding included): left to `next()`.
+      if (totLen < RECORD_HEADER_SIZE || totLen > pageSize - pageOff || aligned > avail) break;
+      const infoWord = words[w + 4]!; // xl_info, xl_rmid
+      const rmid = (infoWord >>> 8) & 0xff;
+      if (
+        (rmid > maxRmgr && rmid < 128) ||
+        (rmid === rmXlog && (infoWord & 0xf0) === switchInfo) ||
+        words[w + 2] !== (prevLo | 0) ||
+        words[w + 3] !== (prevHi | 0)
+      )
+        break;
+      if (verify) {
+        let actual: number;
+        if (
+          native !== undefined &&
+          (avail >= LIST_MIN_BYTES || (buf === this.listBuf && off < this.listEnd))
+        ) {
+          if (buf !== this.listBuf || off >= this.listEnd) this.listRecords(native, buf, off, lo);
+          const offs = this.listOffs;
+          const listed = this.listN;
+          let i = this.listAt;
+          while (i < listed && offs[i]! < off) i++;
+          this.listAt = i;
+          if (i === listed || offs[i] !== off) break;
+          actual = this.listOut[i]!;
+        } else actual = this.computeCrc(buf, off, totLen) | 0;
+        if (actual !== words[w + 5]) break;
+      }
+      const fpi = recordImageBytes(buf, off, totLen, fmt, blockSize);
+      if (fpi < 0) break;
+      sums[rmid]!++;
+      sums[256 + rmid]! += totLen - fpi;
+      sums[512 + rmid]! += fpi;
+      n++;
+      prevHi = hi;
+      prevLo = lo;
+      off += aligned;
+      lo += aligned;
+      if (lo >= TWO32) {
+        lo -= TWO32;
+        hi++;
+      }
+    }
+    // What was consumed: the records counted and the page headers before them (a page header
+    // read just before stopping is consumed too, as `next()` would have).
+    this.off = off;
+    this.buffered -= off - start;
+    this.posHi = hi;
+    this.posLo = lo;
+    if (tli !== 0) this.tli = tli;
+    this.pageHdr = pageHdr;
+    if (n > 0) {
+      this.prevHi = prevHi;
+      this.prevLo = prevLo;
+      this.endHi = hi;
+      this.endLo = lo;
+      into.records += n;
+      into.endHi = hi;
+      into.endLo = lo;
+    }
+    return n;
+  }
+
   // ---------------------------------------------------------------------------------------
 
   private step(): WalRecord | undefined {
@@ -567,15 +795,18 @@ export class WalDecoder {
   private nextChunk(): boolean {
     while (this.qHead < this.queue.length) {
       const b = this.queue[this.qHead]!;
+      const crcs = this.queueLists[this.qHead];
       this.queue[this.qHead] = EMPTY;
+      this.queueLists[this.qHead] = undefined;
       this.qHead++;
       if (this.qHead === this.queue.length) {
         this.queue.length = 0;
+        this.queueLists.length = 0;
         this.qHead = 0;
       }
       if (b.length > 0) {
         this.buf = b;
-        this.listBuf = undefined;
+        this.adoptList(b, crcs);
         this.off = 0;
         return true;
       }
@@ -1088,8 +1319,8 @@ export class WalDecoder {
 
   /**
    * Lists where the records of `buf` from `off` on (a record start, at an LSN whose low 32 bits
-   * are `lo`) should start, by following the length fields and the page headers, and computes
-   * their CRCs in one native call. Records that cross a page boundary are left out (they are
+   * are `lo`) should start, by following the length fields and the page headers, and has their
+   * CRCs computed, all in one native call (`listRecordCrcs`). Records that cross a page boundary are left out (they are
    * assembled and checked alone); the walk stops at anything unexpected (a length below 24, a
    * page without the expected magic, the end of the chunk). Nothing here is trusted: a record
    * only uses a CRC computed for exactly its offset, over exactly its bytes.
@@ -1098,69 +1329,42 @@ export class WalDecoder {
     // Sized to what the chunk can hold (a decoder made for one record lists one), at most
     // CRC_BATCH records a call.
     const room = Math.min(CRC_BATCH, Math.floor((buf.length - off) / RECORD_HEADER_SIZE) + 1);
-    if (this.listOffs.length < room) {
-      this.listOffs = new Int32Array(room);
-      this.listOut = new Int32Array(room);
+    if (this.ownOffs.length < room) {
+      this.ownOffs = new Int32Array(room);
+      this.ownOut = new Int32Array(room);
     }
-    const offs = this.listOffs;
-    const cap = offs.length;
+    this.listOffs = this.ownOffs;
+    this.listOut = this.ownOut;
     const fmt = this.fmt;
-    const magic = fmt.pageMagic;
-    const longHeader = fmt.pageInfo.longHeader;
-    const contrecord = fmt.pageInfo.firstIsContrecord;
-    const pageSize = this.pageSize;
-    const mask = this.pageMask;
-    const len = buf.length;
-    const base = lo - off; // the low LSN bits of buf[0], modulo 2^32
-    let n = 0;
-    let pos = off;
-    // Offsets are int32: records past 2 GiB into one chunk are checked alone.
-    while (n < cap && pos + RECORD_HEADER_SIZE <= len && pos <= MAX_LISTED_OFFSET) {
-      const pageOff = (base + pos) & mask;
-      if (pageOff === 0) {
-        if ((buf[pos]! | (buf[pos + 1]! << 8)) !== magic) break;
-        const info = buf[pos + 2]! | (buf[pos + 3]! << 8);
-        const size = info & longHeader ? 40 : 24;
-        if (info & contrecord) {
-          const rem =
-            (buf[pos + 16]! |
-              (buf[pos + 17]! << 8) |
-              (buf[pos + 18]! << 16) |
-              (buf[pos + 19]! << 24)) >>>
-            0;
-          const first = size + rem + ((8 - (rem & 7)) & 7);
-          pos += Math.min(first, pageSize);
-        } else {
-          pos += size;
-        }
-        continue;
-      }
-      const tot =
-        (buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16) | (buf[pos + 3]! << 24)) >>> 0;
-      if (tot < RECORD_HEADER_SIZE) break;
-      if (pageOff + tot > pageSize) {
-        pos += pageSize - pageOff;
-        continue;
-      }
-      if (pos + tot > len) break;
-      offs[n++] = pos;
-      pos += (tot + 7) & ~7;
-    }
-    native.recordCrcs(buf, offs, n, this.listOut);
+    const result = this.listResult;
+    native.listRecordCrcs(
+      buf,
+      off,
+      lo,
+      this.pageSize,
+      fmt.pageMagic,
+      fmt.pageInfo.longHeader,
+      fmt.pageInfo.firstIsContrecord,
+      this.listOffs,
+      this.listOut,
+      result,
+    );
     this.listBuf = buf;
-    this.listN = n;
+    this.listN = result[0]!;
     this.listAt = 0;
-    this.listEnd = pos;
+    this.listEnd = result[1]!;
   }
 
   private checkCrc(b: Buffer, o: number, totLen: number, hi: number, lo: number): void {
-    if (this.native !== undefined && totLen >= 24 + 64) {
-      // A long assembled record (its xl_tot_len is `totLen`): one native call.
-      const actual = this.native.recordCrc(b, o);
-      const stored = storedCrc(b, o);
-      if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
-      return;
-    }
+    const actual = this.computeCrc(b, o, totLen);
+    const stored = storedCrc(b, o);
+    if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
+  }
+
+  /** The CRC-32C of the record at `o` of `b` (its xl_tot_len is `totLen`), computed alone. */
+  private computeCrc(b: Buffer, o: number, totLen: number): number {
+    // One native call costs less than the JavaScript loop for all but the shortest records.
+    if (this.native !== undefined && totLen >= 24 + 16) return this.native.recordCrc(b, o);
     if (b !== this.crcBuf) {
       // Two views are kept: records alternate between the input chunk and `asm`.
       const otherBuf = this.crcBuf;
@@ -1174,9 +1378,7 @@ export class WalDecoder {
       this.crcBuf2 = otherBuf;
       this.crcWords2 = otherWords;
     }
-    const actual = recordCrc32cIn(b, this.crcWords, o, totLen);
-    const stored = storedCrc(b, o);
-    if (actual !== stored) throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, actual);
+    return recordCrc32cIn(b, this.crcWords, o, totLen);
   }
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+export * from "./crc_list.js";
 export * from "./crc32c.js";
 export * from "./decoder.js";
 export * from "./dump.js";

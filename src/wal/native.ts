@@ -29,6 +29,47 @@ export interface NativeCrc {
   recordCrc(buf: Uint8Array, offset: number): number;
   /** `recordCrc` of the records at `offsets[0, count)`, into `out` (as int32). */
   recordCrcs(buf: Uint8Array, offsets: Int32Array, count: number, out: Int32Array): void;
+  /**
+   * Lists where the WAL records of `buf` from the record start `start` (at an LSN whose low 32
+   * bits are `startLo`) should start, following `xl_tot_len` and the page headers (`pageSize`
+   * bytes a page; `magic`, and the `longHeader` and `contrecord` flags of `xlp_info`, of the WAL
+   * format), and computes their CRCs: the offsets of the records lying whole on one page go to
+   * `offsets`, their `recordCrc` to `out`; `result[0]` gets the count and `result[1]` the offset
+   * where the walk stopped (at anything unexpected, the end of `buf` or a full `offsets`).
+   */
+  listRecordCrcs(
+    buf: Uint8Array,
+    start: number,
+    startLo: number,
+    pageSize: number,
+    magic: number,
+    longHeader: number,
+    contrecord: number,
+    offsets: Int32Array,
+    out: Int32Array,
+    result: Int32Array,
+  ): void;
+  /**
+   * On libuv's thread pool: reads up to `length` bytes of file `fd` at `position` into `buf`
+   * (until the end of the file), then does {@link NativeCrc.listRecordCrcs} on them from offset 0
+   * (a page start), with the magic of the page header found there. `callback(null, n)` runs on
+   * the calling thread with the bytes read, or `callback(error)` with pread's error (`code`
+   * such as "EIO", `errno`, `syscall`). `fd` must stay open, and `buf` and the arrays
+   * unchanged, until then.
+   */
+  readRecordCrcsAsync(
+    fd: number,
+    position: number,
+    buf: Uint8Array,
+    length: number,
+    pageSize: number,
+    longHeader: number,
+    contrecord: number,
+    offsets: Int32Array,
+    out: Int32Array,
+    result: Int32Array,
+    callback: (error: Error | null, bytesRead?: number) => void,
+  ): void;
   /** `"sse4.2"` (the x86-64 instruction) or `"table"`. */
   readonly impl: string;
 }

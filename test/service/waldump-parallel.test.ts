@@ -9,7 +9,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { runParallelStats, splitRanges } from "../../src/service/cli/commands/waldump_parallel.js";
+import { runParallelStats } from "../../src/service/cli/commands/waldump_parallel.js";
+import { splitRanges } from "../../src/service/cli/commands/waldump_scan.js";
 import { type Cluster, HAVE_PG15, PG15_BIN, startCluster } from "../support/postgres.js";
 
 const BIN = "dist/service/cli/main.js";

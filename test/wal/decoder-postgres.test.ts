@@ -3,15 +3,26 @@
  * varied workloads, random chunking, and corruption of real segments.
  */
 import assert from "node:assert/strict";
-import { chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  chownSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import {
   formatLsn,
   formatLsnPadded,
+  newRecordTally,
   parseLsn,
   parseSegmentFileName,
+  readWithRecordCrcs,
   segmentFileName,
   segmentStartLsn,
   WalCrcMismatchError,
@@ -22,7 +33,13 @@ import {
   WalRecordLengthError,
 } from "../../src/wal/index.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
+import { fixCrc as fixRecordCrc } from "../support/walbuilder.js";
 import { type DumpRecord, parseWaldump, RMGR_NAMES_15 } from "../support/waldump.js";
+
+/** Recomputes the CRC of the record at `at` after the changes made by the other arguments. */
+function fixCrc(b: Buffer, at: number, ..._changes: unknown[]): void {
+  fixRecordCrc(b, at);
+}
 
 const MiB = 1024 * 1024;
 
@@ -94,6 +111,76 @@ function decodeAll(wal: Wal, bytes = wal.bytes, sizes?: number[], nativeCrc = tr
     error = e;
   }
   return { records, infos, error, dec };
+}
+
+/**
+ * Counts records the way `waldump --stats` does: `tally()` where it can, `next()` for the rest
+ * (or `next()` only, with `useTally` false), pushing `bytes` in pieces of `sizes`. Returns what
+ * was counted, the error that stopped it and where the decoder stood.
+ */
+function tallyAll(
+  wal: Wal,
+  bytes: Buffer,
+  options: { sizes?: number[]; useTally?: boolean; nativeCrc?: boolean; before?: bigint } = {},
+) {
+  const { sizes = [bytes.length], useTally = true, nativeCrc = true, before } = options;
+  const dec = new WalDecoder({
+    startLsn: wal.startLsn,
+    segmentSize: wal.segmentSize,
+    nativeCrc,
+    decodeBlocks: false,
+  });
+  const t = newRecordTally();
+  let tallied = 0;
+  let stoppedAt: bigint | undefined;
+  let error: string | undefined;
+  const drain = (): boolean => {
+    for (;;) {
+      if (useTally && t.records > 0) tallied += dec.tally(t, before);
+      const r = dec.next();
+      if (r === undefined) return true;
+      if (before !== undefined && r.lsn >= before) {
+        stoppedAt = r.lsn;
+        return false;
+      }
+      t.sums[r.rmid]!++;
+      t.sums[256 + r.rmid]! += r.totLen - r.fpiLen;
+      t.sums[512 + r.rmid]! += r.fpiLen;
+      t.records++;
+      t.endHi = r.endHi;
+      t.endLo = r.endLo;
+    }
+  };
+  try {
+    let i = 0;
+    let k = 0;
+    let more = true;
+    while (more && i < bytes.length) {
+      const n = sizes[k++ % sizes.length]!;
+      dec.push(bytes.subarray(i, i + n));
+      i += n;
+      more = drain();
+    }
+    if (more) {
+      dec.end();
+      drain();
+    }
+  } catch (e) {
+    if (!(e instanceof WalDecodeError)) throw e;
+    error = `${e.code} at ${formatLsn(e.lsn)}: ${e.message}`;
+  }
+  return {
+    counted: {
+      records: t.records,
+      sums: Array.from(t.sums),
+      end: t.endHi < 0 ? undefined : formatLsn((BigInt(t.endHi) << 32n) | BigInt(t.endLo)),
+      stoppedAt,
+      error,
+      position: formatLsn(dec.position),
+      decodedUpTo: dec.decodedUpTo,
+    },
+    tallied,
+  };
 }
 
 function signature(r: WalRecord): string {
@@ -493,6 +580,172 @@ describe("WAL decoder against PostgreSQL 15", {
     assert.equal(formatLsn(ow.lsn % BigInt(MiB)), "0/28", "it starts the lost segment");
     assert.ok(!infos.some((r) => r.lsn === lost));
     t.diagnostic(`abandoned ${formatLsn(lost)}, overwritten at ${formatLsn(ow.lsn)}`);
+  });
+
+  it("counts with tally() exactly what next() returns, in any chunking (fast-check)", (t) => {
+    const reference = tallyAll(varied, varied.bytes, { useTally: false }).counted;
+    assert.ok(reference.records > 1000 && reference.error?.includes("invalid record length"));
+    const whole = tallyAll(varied, varied.bytes);
+    assert.deepEqual(whole.counted, reference);
+    // Most records are taken by tally(): the test would pass vacuously otherwise.
+    assert.ok(whole.tallied > reference.records * 0.8, `${whole.tallied} of ${reference.records}`);
+    t.diagnostic(`${whole.tallied} of ${reference.records} records counted by tally()`);
+    // Without the native batch CRC the same.
+    assert.deepEqual(tallyAll(varied, varied.bytes, { nativeCrc: false }).counted, reference);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            // Multiples of 8 keep chunks word-aligned (tally reads words); others are not.
+            fc.integer({ min: 1, max: 8192 }).map((n) => n * 8),
+            fc.integer({ min: 1, max: 70000 }),
+          ),
+          { minLength: 1, maxLength: 20 },
+        ),
+        (sizes) => {
+          assert.deepEqual(tallyAll(varied, varied.bytes, { sizes }).counted, reference);
+        },
+      ),
+      { numRuns: 10, seed: 42 },
+    );
+  });
+
+  it("stops tally() before a given LSN, where next() then returns that record", () => {
+    const { infos } = decodeAll(varied);
+    for (const i of [3, 1000, Math.floor(infos.length / 2), infos.length - 2]) {
+      const before = infos[i]!.lsn;
+      const reference = tallyAll(varied, varied.bytes, { useTally: false, before }).counted;
+      assert.equal(reference.stoppedAt, before);
+      assert.equal(reference.records, i);
+      for (const sizes of [[varied.bytes.length], [65536], [8000, 24]]) {
+        assert.deepEqual(tallyAll(varied, varied.bytes, { sizes, before }).counted, reference);
+      }
+    }
+  });
+
+  it("counts with tally() up to the same error as next() in corrupted WAL (fast-check)", () => {
+    const { infos } = decodeAll(varied);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: varied.bytes.length - 1 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.constantFrom(varied.bytes.length, 1 << 20, 65536, 12345),
+        (at, bit, size) => {
+          const bad = Buffer.from(varied.bytes);
+          bad[at]! ^= 1 << bit;
+          const reference = tallyAll(varied, bad, { useTally: false, sizes: [size] }).counted;
+          assert.deepEqual(tallyAll(varied, bad, { sizes: [size] }).counted, reference);
+        },
+      ),
+      { numRuns: 40, seed: 7 },
+    );
+    // Each check tally() makes, broken on purpose in a record in the middle of a page.
+    const target = infos.find(
+      (r, i) => i > 500 && r.totLen > 60 && (r.lsn % 8192n) + BigInt(r.totLen) < 8000n,
+    )!;
+    const at = Number(target.lsn - varied.startLsn);
+    const page = Number((target.lsn / 8192n) * 8192n - varied.startLsn);
+    // Record fields are broken with the CRC made right again: each check must catch its own.
+    const breaks: [string, (b: Buffer) => void][] = [
+      ["CRC", (b) => (b[at + 40]! ^= 1)],
+      [
+        "prev-link",
+        (b) => {
+          b.writeUInt32LE(b.readUInt32LE(at + 8) + 8, at + 8);
+          fixCrc(b, at);
+        },
+      ],
+      [
+        "resource manager",
+        (b) => {
+          b[at + 17] = 99;
+          fixCrc(b, at);
+        },
+      ],
+      ["length", (b) => b.writeUInt32LE(23, at)],
+      [
+        "block header",
+        (b) => {
+          b[at + 24] = 200;
+          fixCrc(b, at);
+        },
+      ],
+      [
+        "XLOG_SWITCH",
+        (b) => {
+          b[at + 16] = 0x40;
+          b[at + 17] = 0;
+          fixCrc(b, at);
+        },
+      ],
+      ["page magic", (b) => b.writeUInt16LE(0xd113, page)],
+      ["page address", (b) => b.writeUInt32LE(b.readUInt32LE(page + 8) + 8192, page + 8)],
+      ["page timeline", (b) => b.writeUInt32LE(0, page + 4)],
+      ["page contrecord flag", (b) => (b[page + 2]! |= 1)],
+    ];
+    for (const [what, breakIt] of breaks) {
+      const bad = Buffer.from(varied.bytes);
+      breakIt(bad);
+      const reference = tallyAll(varied, bad, { useTally: false }).counted;
+      assert.ok(reference.error !== undefined, `${what}: an error`);
+      assert.deepEqual(tallyAll(varied, bad).counted, reference, what);
+    }
+  });
+
+  it("decodes chunks read with their CRCs computed ahead, and still finds corruption", async () => {
+    const reference = decodeAll(varied);
+    const dir = join(tmpdir(), `tideline-crclist-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    try {
+      const run = async (bytes: Buffer, chunk: number) => {
+        const file = join(dir, "wal");
+        writeFileSync(file, bytes);
+        const fd = openSync(file, "r");
+        const dec = new WalDecoder({ startLsn: varied.startLsn, segmentSize: varied.segmentSize });
+        const records: string[] = [];
+        let listed = 0;
+        let error: WalDecodeError | undefined;
+        try {
+          for (let pos = 0; pos < bytes.length; pos += chunk) {
+            const { bytes: got, crcs } = await readWithRecordCrcs(
+              fd,
+              pos,
+              Buffer.allocUnsafeSlow(chunk),
+            );
+            assert.ok(got.equals(bytes.subarray(pos, pos + chunk)), `bytes at ${pos}`);
+            listed += crcs?.count ?? 0;
+            dec.push(got, crcs);
+            for (const r of dec.records()) records.push(signature(r));
+          }
+          dec.end();
+          for (const r of dec.records()) records.push(signature(r));
+        } catch (e) {
+          if (!(e instanceof WalDecodeError)) throw e;
+          error = e;
+        } finally {
+          closeSync(fd);
+        }
+        return { records, listed, error };
+      };
+      for (const chunk of [1 << 20, 65536, 8192]) {
+        const r = await run(varied.bytes, chunk);
+        assert.deepEqual(r.records, reference.records, `${chunk}-byte chunks`);
+        assert.equal(r.error?.message, reference.error?.message);
+        assert.ok(r.listed > reference.records.length * 0.8, `${r.listed} listed`);
+      }
+      const { infos } = reference;
+      const target = infos.find(
+        (r, i) => i > 300 && r.totLen > 60 && (r.lsn % 8192n) + BigInt(r.totLen) < 8000n,
+      )!;
+      const flipped = Buffer.from(varied.bytes);
+      flipped[Number(target.lsn - varied.startLsn) + 30]! ^= 0x10;
+      const bad = await run(flipped, 65536);
+      assert.ok(bad.error instanceof WalCrcMismatchError, String(bad.error));
+      assert.equal(bad.error.lsn, target.lsn);
+      assert.deepEqual(bad.records, reference.records.slice(0, infos.indexOf(target)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("treats a recycled segment after the last one as the end of WAL", () => {

@@ -1,6 +1,6 @@
 /**
  * `tideline waldump --stats` on several threads: the segment files are cut into contiguous
- * ranges (see `waldump_scan.ts`); the main thread and `threads - 1` workers take ranges in
+ * ranges (`splitRanges` in `waldump_scan.ts`); the main thread and `threads - 1` workers take ranges in
  * order from a shared counter, and the results are added up in range order with
  * {@link combineRanges}, which gives the sequential run's numbers, end and error, or says that
  * only a sequential run can tell (then the caller runs one).
@@ -11,14 +11,11 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
-import type { Lsn } from "../../../wal/lsn.js";
 import {
   type CombinedStats,
   combineRanges,
   type RangeResult,
-  SCAN_CHUNK,
   type StatsJob,
-  type StatsRange,
   scanStatsRange,
 } from "./waldump_scan.js";
 
@@ -40,16 +37,16 @@ const STOP_AT = 1;
  * ```ts
  * const control = new Int32Array(new SharedArrayBuffer(8));
  * control[1] = job.ranges.length;
- * const results = claimRanges(job, control);
+ * const results = await claimRanges(job, control);
  * ```
  */
-export function claimRanges(job: StatsJob, control: Int32Array): RangeResult[] {
+export async function claimRanges(job: StatsJob, control: Int32Array): Promise<RangeResult[]> {
   const results: RangeResult[] = [];
-  const chunk = Buffer.allocUnsafeSlow(SCAN_CHUNK);
+  const free: Buffer[] = [];
   for (;;) {
     const r = Atomics.add(control, NEXT, 1);
     if (r >= job.ranges.length || r > Atomics.load(control, STOP_AT)) return results;
-    const result = scanStatsRange(job, r, () => Atomics.load(control, STOP_AT) < r, chunk);
+    const result = await scanStatsRange(job, r, () => Atomics.load(control, STOP_AT) < r, free);
     results.push(result);
     if (result.stop !== "sentinel") lowerStop(control, r);
   }
@@ -60,51 +57,6 @@ function lowerStop(control: Int32Array, r: number): void {
     const cur = Atomics.load(control, STOP_AT);
     if (cur <= r || Atomics.compareExchange(control, STOP_AT, cur, r) === cur) return;
   }
-}
-
-/** Ranges are cut at multiples of this many bytes (or of the segment size, when smaller). */
-export const RANGE_UNIT = 4 << 20;
-
-/**
- * Cuts `files` segment files (decoding starts at byte `offset` of the first, at `startLsn`)
- * into at most `count` contiguous ranges, cut at multiples of {@link RANGE_UNIT} (or of the
- * segment size when smaller): page starts, where a range's decoder can begin.
- *
- * @example
- * ```ts
- * splitRanges(42, 16 << 20, 0x1000000n, 0, 8).length; // 8
- * ```
- */
-export function splitRanges(
-  files: number,
-  segmentSize: number,
-  startLsn: Lsn,
-  offset: number,
-  count: number,
-): StatsRange[] {
-  const unit = Math.min(segmentSize, RANGE_UNIT);
-  const perFile = segmentSize / unit;
-  const firstUnit = Math.floor(offset / unit) + 1; // the first cut after startLsn
-  const units = files * perFile;
-  const n = Math.max(1, Math.min(count, units - firstUnit + 1));
-  const base = startLsn - BigInt(offset);
-  const cuts: number[] = [];
-  for (let i = 1; i < n; i++) {
-    const u = firstUnit + Math.floor((i * (units - firstUnit)) / n);
-    if (u > (cuts[cuts.length - 1] ?? 0) && u < units) cuts.push(u);
-  }
-  const ranges: StatsRange[] = [];
-  for (let i = 0; i <= cuts.length; i++) {
-    const u = i === 0 ? undefined : cuts[i - 1]!;
-    const next = cuts[i];
-    ranges.push({
-      file: u === undefined ? 0 : Math.floor(u / perFile),
-      offset: u === undefined ? offset : (u % perFile) * unit,
-      startLsn: u === undefined ? startLsn : base + BigInt(u) * BigInt(unit),
-      endLsn: next === undefined ? undefined : base + BigInt(next) * BigInt(unit),
-    });
-  }
-  return ranges;
 }
 
 /**
@@ -134,7 +86,7 @@ export async function runParallelStats(
       workers.push(worker);
       reports.push(report(worker));
     }
-    const mine = claimRanges(job, control);
+    const mine = await claimRanges(job, control);
     const theirs = await Promise.all(reports);
     settled = true;
     const all: (RangeResult | undefined)[] = [];

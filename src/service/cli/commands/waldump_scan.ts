@@ -13,10 +13,10 @@
  *
  * @module
  */
-import { closeSync, openSync, readSync } from "node:fs";
-import { WalDecoder } from "../../../wal/decoder.js";
+import { newRecordTally, WalDecoder } from "../../../wal/decoder.js";
 import { WalDecodeError } from "../../../wal/errors.js";
 import type { Lsn } from "../../../wal/lsn.js";
+import { ChunkReader } from "./waldump_reader.js";
 
 /** What every range of one `--stats` run shares. */
 export interface StatsJob {
@@ -29,6 +29,11 @@ export interface StatsJob {
   readonly start?: Lsn | undefined;
   /** `--end`: decoding stops at the first counted record ending after it. */
   readonly end?: Lsn | undefined;
+  /**
+   * Count with the decoder's {@link WalDecoder.tally} where it can (default true; false counts
+   * every record from `next()`, the same numbers more slowly: for tests that compare the two).
+   */
+  readonly tally?: boolean | undefined;
 }
 
 /** One range of a {@link StatsJob}. */
@@ -85,26 +90,75 @@ export interface ScanError {
   readonly endOfWal: boolean;
 }
 
-/** Bytes read at a time: a multiple of every page size, small enough to stay in cache. */
-export const SCAN_CHUNK = 1 << 20;
+/** Ranges are cut at multiples of this many bytes (or of the segment size, when smaller). */
+export const RANGE_UNIT = 4 << 20;
 
 /**
- * Decodes range `index` of `job` and counts its records. `shouldStop()` is asked between chunks:
- * when it returns true the range is given up (`stop` "aborted"). `buffer` (SCAN_CHUNK bytes,
- * free for the taking: the range owns it until it returns) saves an allocation.
+ * Cuts `files` segment files (decoding starts at byte `offset` of the first, at `startLsn`)
+ * into at most `count` contiguous ranges, cut at multiples of {@link RANGE_UNIT} (or of the
+ * segment size when smaller): page starts, where a range's decoder can begin.
  *
  * @example
  * ```ts
- * const r = scanStatsRange(job, 0);
+ * splitRanges(42, 16 << 20, 0x1000000n, 0, 8).length; // 8
+ * ```
+ */
+export function splitRanges(
+  files: number,
+  segmentSize: number,
+  startLsn: Lsn,
+  offset: number,
+  count: number,
+): StatsRange[] {
+  const unit = Math.min(segmentSize, RANGE_UNIT);
+  const perFile = segmentSize / unit;
+  const firstUnit = Math.floor(offset / unit) + 1; // the first cut after startLsn
+  const units = files * perFile;
+  const n = Math.max(1, Math.min(count, units - firstUnit + 1));
+  const base = startLsn - BigInt(offset);
+  const cuts: number[] = [];
+  for (let i = 1; i < n; i++) {
+    const u = firstUnit + Math.floor((i * (units - firstUnit)) / n);
+    if (u > (cuts[cuts.length - 1] ?? 0) && u < units) cuts.push(u);
+  }
+  const ranges: StatsRange[] = [];
+  for (let i = 0; i <= cuts.length; i++) {
+    const u = i === 0 ? undefined : cuts[i - 1]!;
+    const next = cuts[i];
+    ranges.push({
+      file: u === undefined ? 0 : Math.floor(u / perFile),
+      offset: u === undefined ? offset : (u % perFile) * unit,
+      startLsn: u === undefined ? startLsn : base + BigInt(u) * BigInt(unit),
+      endLsn: next === undefined ? undefined : base + BigInt(next) * BigInt(unit),
+    });
+  }
+  return ranges;
+}
+
+/** Bytes read at a time: a multiple of every page size, small enough to stay in cache. */
+export const SCAN_CHUNK = 1 << 20;
+
+/** Reads in flight ahead of the chunk being decoded. */
+const READ_AHEAD = 2;
+
+/**
+ * Decodes range `index` of `job` and counts its records. `shouldStop()` is asked between chunks:
+ * when it returns true the range is given up (`stop` "aborted"). `free` holds buffers of
+ * SCAN_CHUNK bytes to read into (the range takes them, and puts back those it leaves unused
+ * when it ends), saving allocations across ranges. Rejects only when a file cannot be read.
+ *
+ * @example
+ * ```ts
+ * const r = await scanStatsRange(job, 0);
  * console.log(r.count, r.stop);
  * ```
  */
-export function scanStatsRange(
+export async function scanStatsRange(
   job: StatsJob,
   index: number,
   shouldStop: () => boolean = () => false,
-  buffer?: Buffer,
-): RangeResult {
+  free: Buffer[] = [],
+): Promise<RangeResult> {
   const range = job.ranges[index]!;
   const result: RangeResult = {
     range: index,
@@ -118,7 +172,6 @@ export function scanStatsRange(
     sentinel: undefined,
     error: undefined,
   };
-  const sums = result.sums;
   const { start, end } = job;
   const last = range.endLsn === undefined;
   const reHi = last ? 0 : Number(range.endLsn >> 32n);
@@ -128,15 +181,21 @@ export function scanStatsRange(
     segmentSize: job.segmentSize,
     decodeBlocks: false,
   });
-  let count = 0;
+  // Records are counted by the decoder's tally where it can, and here one by one where it
+  // leaves them to next(). The tally holds the end of the last record counted either way.
+  const tally = newRecordTally();
+  const sums = tally.sums;
+  const fast = job.tally !== false && end === undefined;
   let firstHi = -1;
   let firstLo = 0;
-  let lastHi = -1;
-  let lastLo = 0;
 
   /** Decodes what is buffered; false once the range is complete. */
   const drain = (): boolean => {
-    for (let rec = dec.next(); rec !== undefined; rec = dec.next()) {
+    for (;;) {
+      // Once counting has begun, every later record is past --start.
+      if (fast && tally.records > 0) dec.tally(tally, range.endLsn);
+      const rec = dec.next();
+      if (rec === undefined) return true;
       const hi = rec.lsnHi;
       const lo = rec.lsnLo;
       if (result.firstDecoded === undefined) result.firstDecoded = rec.lsn;
@@ -155,45 +214,33 @@ export function scanStatsRange(
       sums[id]!++;
       sums[256 + id]! += rec.totLen - fpi;
       sums[512 + id]! += fpi;
-      count++;
+      tally.records++;
       if (firstHi < 0) {
         firstHi = hi;
         firstLo = lo;
       }
-      lastHi = rec.endHi;
-      lastLo = rec.endLo;
+      tally.endHi = rec.endHi;
+      tally.endLo = rec.endLo;
     }
-    return true;
   };
 
-  let chunk = buffer ?? Buffer.allocUnsafeSlow(SCAN_CHUNK);
+  const reader = new ChunkReader(job.files, range.file, range.offset, SCAN_CHUNK, READ_AHEAD, free);
   try {
     let done = false;
-    outer: for (let f = range.file; f < job.files.length; f++) {
-      const file = job.files[f]!;
-      const fd = openSync(file.path, "r");
-      try {
-        for (let pos = f === range.file ? range.offset : 0; pos < file.size; pos += SCAN_CHUNK) {
-          if (shouldStop()) {
-            result.stop = "aborted";
-            done = true;
-            break outer;
-          }
-          // The decoder keeps a reference to what it has not consumed: reuse the buffer only
-          // when it holds none of it (always, with page-aligned chunks; but never assume).
-          if (dec.bufferedBytes !== 0) chunk = Buffer.allocUnsafeSlow(SCAN_CHUNK);
-          const want = Math.min(SCAN_CHUNK, file.size - pos);
-          const n = readSync(fd, chunk, 0, want, pos);
-          if (n > 0) dec.push(n === chunk.length ? chunk : chunk.subarray(0, n));
-          if (!drain()) {
-            done = true;
-            break outer;
-          }
-          if (n < want) break;
-        }
-      } finally {
-        closeSync(fd);
+    for (let c = await reader.next(); c !== undefined; c = await reader.next()) {
+      if (shouldStop()) {
+        result.stop = "aborted";
+        done = true;
+        break;
       }
+      if (c.bytes.length > 0) dec.push(c.bytes, c.crcs);
+      if (!drain()) {
+        done = true;
+        break;
+      }
+      // The decoder keeps a reference to what it has not consumed: reuse the buffer only
+      // when it holds none of it (always, with page-aligned chunks; but never assume).
+      if (dec.bufferedBytes === 0) reader.recycle(c);
     }
     if (!done) {
       dec.end();
@@ -207,12 +254,15 @@ export function scanStatsRange(
       result.stop = "error";
       result.error = { kind: "usage", message: error.message, endOfWal: false };
     } else throw error;
+  } finally {
+    await reader.close();
   }
   result.majorVersion = dec.majorVersion;
-  result.count = count;
+  result.count = tally.records;
+  result.sums.set(sums);
   if (firstHi >= 0) {
     result.firstLsn = (BigInt(firstHi) << 32n) | BigInt(firstLo);
-    result.lastEnd = (BigInt(lastHi) << 32n) | BigInt(lastLo);
+    result.lastEnd = (BigInt(tally.endHi) << 32n) | BigInt(tally.endLo);
   }
   return result;
 }

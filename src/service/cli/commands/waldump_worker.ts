@@ -9,4 +9,4 @@ import { parentPort, workerData } from "node:worker_threads";
 import { claimRanges, type WorkerInput } from "./waldump_parallel.js";
 
 const input = workerData as WorkerInput;
-parentPort!.postMessage(claimRanges(input.job, input.control));
+parentPort!.postMessage(await claimRanges(input.job, input.control));

@@ -1,0 +1,175 @@
+/**
+ * CRCs computed ahead of decoding (`readWithRecordCrcs`, the addon's `listRecordCrcs`): what is
+ * listed, what the decoder accepts with a chunk, and the errors of the read.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  nativeCrc,
+  RecordCrcList,
+  readWithRecordCrcs,
+  recordCrc32c,
+  WalDecoder,
+} from "../../src/wal/index.js";
+import { WalBuilder } from "../support/walbuilder.js";
+
+const native = nativeCrc();
+const PAGE = 8192;
+
+/** Two 1 MiB segments of synthetic WAL: small records, images spanning pages, a switch. */
+function buildWal(): { bytes: Buffer; lsns: bigint[] } {
+  const w = new WalBuilder({ startLsn: 1n << 20n, segmentSize: 1 << 20, prev: (1n << 20n) - 64n });
+  let i = 0;
+  while (w.pos < (1n << 20n) + 900_000n) {
+    const big = i % 37 === 0;
+    w.record({
+      rmid: 10,
+      info: 0,
+      xid: 700 + i,
+      blocks: [
+        {
+          id: 0,
+          rel: { spc: 1663, db: 5, rel: 16384 },
+          blk: i,
+          ...(big
+            ? { image: { bytes: randomBytes(PAGE - 200), holeOffset: 100, bimgInfo: 0x01 } }
+            : { data: randomBytes(20 + (i % 90)) }),
+        },
+      ],
+      mainData: randomBytes(3 + (i % 11)),
+    });
+    i++;
+  }
+  w.switchSegment();
+  while (w.pos < (2n << 20n) + 200_000n) w.record({ rmid: 1, info: 0, mainData: randomBytes(40) });
+  return { bytes: w.bytes(), lsns: w.lsns };
+}
+
+describe("CRCs computed ahead of decoding", () => {
+  const { bytes, lsns } = buildWal();
+  let dir: string;
+  let fd: number;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "tideline-crclist-"));
+    writeFileSync(join(dir, "wal"), bytes);
+    fd = openSync(join(dir, "wal"), "r");
+  });
+  after(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("lists every record lying whole on a page of the chunk, with its CRC", async (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const start = 1n << 20n;
+    for (const [pos, size] of [
+      [0, 1 << 20],
+      [1 << 20, 1 << 20],
+      [40 * PAGE, 64 * 1024],
+      [3 * PAGE, PAGE],
+    ] as const) {
+      const { bytes: chunk, crcs } = await readWithRecordCrcs(
+        fd,
+        pos,
+        Buffer.allocUnsafeSlow(size),
+      );
+      assert.ok(crcs !== undefined);
+      assert.equal(crcs.chunk, chunk);
+      const expected: number[] = [];
+      for (const lsn of lsns) {
+        const off = Number(lsn - start) - pos;
+        if (off < 0 || off + 24 > chunk.length) continue;
+        const tot = chunk.readUInt32LE(off);
+        const pageOff = Number(lsn % BigInt(PAGE));
+        if (pageOff + tot <= PAGE && off + tot <= chunk.length) expected.push(off);
+      }
+      const listed = Array.from(crcs.offsets.subarray(0, crcs.count));
+      assert.deepEqual(listed, expected, `chunk at ${pos}`);
+      for (let i = 0; i < crcs.count; i++) {
+        const off: number = crcs.offsets[i]!;
+        assert.equal(crcs.crcs[i]! >>> 0, recordCrc32c(chunk, off, chunk.readUInt32LE(off)));
+      }
+      assert.ok(expected.length > 0, `records listed in the chunk at ${pos}`);
+    }
+  });
+
+  it("reads short at the end of the file, and reuses a list's arrays when asked", async () => {
+    const end = await readWithRecordCrcs(
+      fd,
+      bytes.length - 3 * PAGE,
+      Buffer.allocUnsafeSlow(65536),
+    );
+    assert.equal(end.bytes.length, 3 * PAGE);
+    assert.ok(end.bytes.equals(bytes.subarray(bytes.length - 3 * PAGE)));
+    const first = await readWithRecordCrcs(fd, 0, Buffer.allocUnsafeSlow(65536));
+    const again = await readWithRecordCrcs(
+      fd,
+      65536,
+      Buffer.allocUnsafeSlow(65536),
+      65536,
+      PAGE,
+      first.crcs,
+    );
+    assert.ok(again.bytes.equals(bytes.subarray(65536, 131072)));
+    if (native !== undefined) {
+      assert.equal(again.crcs!.offsets, first.crcs!.offsets, "the arrays were reused");
+      assert.notEqual(again.crcs, first.crcs);
+    }
+    // Not a WAL page: nothing listed.
+    const junk = join(dir, "junk");
+    writeFileSync(junk, randomBytes(PAGE));
+    const jfd = openSync(junk, "r");
+    try {
+      assert.equal((await readWithRecordCrcs(jfd, 0, Buffer.alloc(PAGE))).crcs, undefined);
+    } finally {
+      closeSync(jfd);
+    }
+  });
+
+  it("rejects with the system's error, and refuses bad arguments", async () => {
+    const closed = openSync(join(dir, "wal"), "r");
+    closeSync(closed);
+    await assert.rejects(readWithRecordCrcs(closed, 0, Buffer.alloc(PAGE)), { code: "EBADF" });
+    const dirFd = openSync(dir, "r");
+    try {
+      await assert.rejects(readWithRecordCrcs(dirFd, 0, Buffer.alloc(PAGE)), { code: "EISDIR" });
+    } finally {
+      closeSync(dirFd);
+    }
+    assert.throws(() => readWithRecordCrcs(fd, 0, Buffer.alloc(PAGE), PAGE + 1), {
+      name: "RangeError",
+      message: /length must be an integer in \[0, 8192\], got 8193/,
+    });
+    assert.throws(() => readWithRecordCrcs(fd, 0, Buffer.alloc(PAGE), PAGE, 1000), RangeError);
+  });
+
+  it("is taken by the decoder only with the chunk it was made for", async (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const a = await readWithRecordCrcs(fd, 0, Buffer.allocUnsafeSlow(65536));
+    const b = await readWithRecordCrcs(fd, 65536, Buffer.allocUnsafeSlow(65536));
+    const dec = new WalDecoder({ startLsn: 1n << 20n });
+    assert.throws(() => dec.push(a.bytes, b.crcs), {
+      name: "TypeError",
+      message: /crcs must be the list readWithRecordCrcs\(\) made for this chunk/,
+    });
+    // A look-alike object is refused as well: the decoder trusts only lists made here.
+    const forged = Object.create(RecordCrcList.prototype, {
+      chunk: { value: a.bytes },
+      offsets: { value: a.crcs!.offsets },
+      crcs: { value: a.crcs!.crcs },
+      count: { value: a.crcs!.count },
+      end: { value: a.crcs!.end },
+    }) as RecordCrcList;
+    assert.throws(() => dec.push(a.bytes, forged), TypeError);
+    dec.push(a.bytes, a.crcs);
+    dec.push(b.bytes, b.crcs);
+    let n = 0;
+    for (const _ of dec.records()) n++;
+    assert.ok(n > 50);
+  });
+});
