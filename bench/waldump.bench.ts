@@ -1,7 +1,8 @@
 /**
  * `tideline waldump --stats` against `pg_waldump --stats` on the same ≥ 600 MB of real pgbench
- * WAL, both timed here, in one run, as whole processes (wall time, median of 5, interleaved;
- * `tideline` also with `--jobs 1`, and without the native CRC-32C addon (`TIDELINE_NATIVE=0`);
+ * WAL, both timed here, in one run, as whole processes (wall time, median of 9, interleaved;
+ * `tideline` with its default threads, with one thread per CPU (`--jobs N`), and without the
+ * native CRC-32C addon (`TIDELINE_NATIVE=0`);
  * CPU time from /usr/bin/time when it is there).
  *
  * The WAL is made once by a throwaway PostgreSQL 15 cluster (`pgbench -i -s 30`, then
@@ -25,12 +26,13 @@ import {
 } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
+import { defaultStatsThreads } from "../src/service/cli/commands/waldump.js";
 import { type Cluster, HAVE_PG15, PG15_BIN, startCluster } from "../test/support/postgres.js";
 
 const MiB = 1024 * 1024;
 const CACHE = "/tmp/tideline-bench-waldump-wal";
 const WANT_BYTES = 640 * MiB;
-const RUNS = 5;
+const RUNS = 9;
 const CLI = "dist/service/cli/main.js";
 
 function segments(dir: string): string[] {
@@ -157,7 +159,11 @@ async function main(): Promise<void> {
   }
   console.log(`both: ${totalLine(a.stdout)}`);
 
-  const oneArgs = [CLI, "waldump", "--stats", "--jobs", "1", dir];
+  const cpuCount = availableParallelism();
+  const threads = defaultStatsThreads(cpuCount);
+  // The other thread count worth showing: one per CPU, or one when that is the default's.
+  const otherJobs = threads === cpuCount ? 1 : cpuCount;
+  const oneArgs = [CLI, "waldump", "--stats", "--jobs", String(otherJobs), dir];
   const theirs: number[] = [];
   const ours: number[] = [];
   const one: number[] = [];
@@ -198,10 +204,11 @@ async function main(): Promise<void> {
     "\n| command | median wall time | MB/s | CPU (user+sys) | runs (wall) |\n| --- | --- | --- | --- | --- |",
   );
   row("`pg_waldump --stats`", theirs, cpu.theirs!);
-  row(`\`tideline waldump --stats\` (${availableParallelism()} threads)`, ours, cpu.ours!);
-  row("`tideline waldump --stats --jobs 1`", one, cpu.one!);
+  const plural = (n: number) => `${n} thread${n === 1 ? "" : "s"}`;
+  row(`\`tideline waldump --stats\` (default: ${plural(threads)})`, ours, cpu.ours!);
+  row(`\`tideline waldump --stats --jobs ${otherJobs}\``, one, cpu.one!);
   row(
-    `\`TIDELINE_NATIVE=0 tideline waldump --stats\` (JavaScript CRC-32C, ${availableParallelism()} threads)`,
+    `\`TIDELINE_NATIVE=0 tideline waldump --stats\` (JavaScript CRC-32C, ${plural(threads)})`,
     js,
     cpu.js!,
   );

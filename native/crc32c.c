@@ -22,8 +22,11 @@
  *                                        walks buf from the record start `start` (whose LSN's
  *                                        low 32 bits are startLo) along xl_tot_len and page
  *                                        headers (for src/wal/decoder.ts's listRecords),
- *                                        lists the records lying whole on one page into
- *                                        offsets, their recordCrc into out, and sets
+ *                                        lists the records lying whole in buf into
+ *                                        offsets, their CRCs into out (recordCrc; for one
+ *                                        continued on later pages, the CRC of its bytes
+ *                                        after the page headers, as the decoder assembles
+ *                                        them), and sets
  *                                        result[0] to the count and result[1] to where the
  *                                        walk stopped. Only a guess at where records are: the
  *                                        decoder trusts a CRC only for the offset it checks.
@@ -427,10 +430,54 @@ static int get_list_args(napi_env env, napi_value *argv, struct list_args *a) {
   return 1;
 }
 
+/* The CRC of the record at `pos` (xl_tot_len `tot`) that continues over page boundaries, when
+ * all of it lies in buf and each page it continues on starts with a header of the expected
+ * magic, the continuation flag and the right remaining length (what the decoder requires).
+ * The CRC covers the record's bytes as the decoder assembles them: the pieces after each page
+ * header, whose size (24, or 40 with XLP_LONG_HEADER) comes from the same flag bit. Sets *end
+ * to the offset just after its last byte. Returns 0 when it cannot tell. */
+static int spanning_crc(const struct list_args *a, uint32_t base, int64_t pos, uint32_t tot,
+                        uint32_t *crc_out, int64_t *end) {
+  const uint8_t *data = a->data;
+  const uint64_t len = a->len;
+  const uint32_t mask = (uint32_t)a->page_size - 1;
+  uint8_t head[24];
+  uint32_t logical = 0; /* bytes of the record seen */
+  uint32_t c = 0xFFFFFFFFu;
+  while (logical < tot) {
+    uint32_t page_off = (base + (uint32_t)pos) & mask;
+    if (page_off == 0) {
+      if ((uint64_t)pos + 24 > len) return 0;
+      const uint8_t *p = data + pos;
+      uint32_t flags = (uint32_t)(p[2] | (p[3] << 8));
+      if ((uint32_t)(p[0] | (p[1] << 8)) != a->magic || !(flags & a->contrecord) ||
+          read_u32le(p + 16) != tot - logical)
+        return 0;
+      page_off = (flags & a->long_header) ? 40 : 24;
+      pos += page_off;
+    }
+    uint32_t n = (uint32_t)a->page_size - page_off;
+    if (n > tot - logical) n = tot - logical;
+    if ((uint64_t)pos + n > len) return 0;
+    const uint8_t *q = data + pos;
+    uint32_t k = 0;
+    if (logical < 24) { /* the header: kept for last, as PostgreSQL sums it */
+      k = 24 - logical < n ? 24 - logical : n;
+      memcpy(head + logical, q, k);
+    }
+    c = crc_raw(c, q + k, n - k);
+    logical += n;
+    pos += n;
+  }
+  *crc_out = ~crc_raw(c, head, 20);
+  *end = pos;
+  return 1;
+}
+
 /* The walk (see the header comment). It stops at anything unexpected: a length below 24, a page
- * without the expected magic, the end of buf, `offsets` full. Records crossing a page boundary
- * are skipped (the decoder assembles and checks them alone). Touches no JavaScript value: it
- * also runs on libuv's thread pool. */
+ * without the expected magic, the end of buf, `offsets` full. Records continued on later pages
+ * are listed with the CRC of their assembled bytes when they lie in buf (see spanning_crc).
+ * Touches no JavaScript value: it also runs on libuv's thread pool. */
 static void list_walk(const struct list_args *a) {
   const uint8_t *data = a->data;
   const uint64_t len = a->len;
@@ -459,7 +506,18 @@ static void list_walk(const struct list_args *a) {
     uint32_t tot = read_u32le(p);
     if (tot < 24) break;
     if ((int64_t)page_off + tot > page_size) {
-      pos += page_size - page_off;
+      /* Continued on later pages: listed when all of it is in buf, else skipped (the walk
+       * finds the next record after the continuation, from the next page's header). */
+      uint32_t crc;
+      int64_t end;
+      if (spanning_crc(a, base, pos, tot, &crc, &end)) {
+        a->offs[n] = (int32_t)pos;
+        a->out[n] = (int32_t)crc;
+        n++;
+        pos = end + ((8 - ((base + (uint32_t)end) & 7)) & 7);
+      } else {
+        pos += page_size - page_off;
+      }
       continue;
     }
     if ((uint64_t)pos + tot > len) break;

@@ -212,6 +212,8 @@ export class WalDecoder {
   private asmLen = 0;
   private asmTot = 0;
   private asmChecked = false;
+  private asmListed = false; // asmCrc holds the CRC listed for the record being assembled
+  private asmCrc = 0;
   private recHi = 0;
   private recLo = 0;
 
@@ -1121,6 +1123,8 @@ export class WalDecoder {
     }
     // Slow path: assemble the record from several pages and/or chunks.
     if (this.asm.length > 16 * 1024 * 1024 && totLen < this.asm.length / 4) this.asm = EMPTY;
+    // A record continued on later pages of this chunk may have had its CRC listed.
+    this.asmListed = this.verifyCrc && this.native !== undefined && this.listedCrc(buf, off);
     this.recHi = this.posHi;
     this.recLo = this.posLo;
     this.asmTot = totLen;
@@ -1169,7 +1173,12 @@ export class WalDecoder {
     if (this.asmLen < this.asmTot) return undefined;
     const hi = this.recHi;
     const lo = this.recLo;
-    if (this.verifyCrc) this.checkCrc(this.asm, 0, this.asmTot, hi, lo);
+    if (this.asmListed) {
+      const stored = storedCrc(this.asm, 0);
+      if (this.asmCrc !== stored) {
+        throw new WalCrcMismatchError(lsnFromParts(hi, lo), stored, this.asmCrc);
+      }
+    } else if (this.verifyCrc) this.checkCrc(this.asm, 0, this.asmTot, hi, lo);
     const rec = this.rec;
     rec.lsnHi = hi;
     rec.lsnLo = lo;
@@ -1284,6 +1293,22 @@ export class WalDecoder {
     if (this.decodeBlocks || !scanRecordInto(rec, b, o, fmt, this.blockSize)) {
       decodeRecordInto(rec, b, o, fmt, this.blockSize);
     }
+  }
+
+  /**
+   * Whether the current list names a record at `off` of `buf` (sets `asmCrc` to its CRC): for
+   * a record continued on later pages, whose CRC the list has over its assembled bytes.
+   */
+  private listedCrc(buf: Buffer, off: number): boolean {
+    if (buf !== this.listBuf || off >= this.listEnd) return false;
+    const offs = this.listOffs;
+    const n = this.listN;
+    let i = this.listAt;
+    while (i < n && offs[i]! < off) i++;
+    this.listAt = i;
+    if (i === n || offs[i] !== off) return false;
+    this.asmCrc = this.listOut[i]! >>> 0;
+    return true;
   }
 
   /**

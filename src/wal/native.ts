@@ -33,9 +33,11 @@ export interface NativeCrc {
    * Lists where the WAL records of `buf` from the record start `start` (at an LSN whose low 32
    * bits are `startLo`) should start, following `xl_tot_len` and the page headers (`pageSize`
    * bytes a page; `magic`, and the `longHeader` and `contrecord` flags of `xlp_info`, of the WAL
-   * format), and computes their CRCs: the offsets of the records lying whole on one page go to
-   * `offsets`, their `recordCrc` to `out`; `result[0]` gets the count and `result[1]` the offset
-   * where the walk stopped (at anything unexpected, the end of `buf` or a full `offsets`).
+   * format), and computes their CRCs: the offsets of the records lying whole in `buf` go to
+   * `offsets`, their CRCs to `out` (`recordCrc`; for a record continued on later pages, the
+   * CRC of its bytes after the page headers, as the decoder assembles them); `result[0]` gets
+   * the count and `result[1]` the offset where the walk stopped (at anything unexpected, the
+   * end of `buf` or a full `offsets`).
    */
   listRecordCrcs(
     buf: Uint8Array,
