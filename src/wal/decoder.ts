@@ -626,6 +626,13 @@ export class WalDecoder {
     let prevLo = this.prevLo;
     let tli = this.tli ?? 0;
     let pageHdr = this.pageHdr;
+    // The CRC list of this chunk, in locals (listRecords replaces it).
+    let listing = buf === this.listBuf;
+    let listOffs = this.listOffs;
+    let listOut = this.listOut;
+    let listN = this.listN;
+    let listAt = this.listAt;
+    let listEnd = this.listEnd;
     let n = 0;
     for (;;) {
       let pageOff = lo & mask;
@@ -669,18 +676,19 @@ export class WalDecoder {
         break;
       if (verify) {
         let actual: number;
-        if (
-          native !== undefined &&
-          (avail >= LIST_MIN_BYTES || (buf === this.listBuf && off < this.listEnd))
-        ) {
-          if (buf !== this.listBuf || off >= this.listEnd) this.listRecords(native, buf, off, lo);
-          const offs = this.listOffs;
-          const listed = this.listN;
-          let i = this.listAt;
-          while (i < listed && offs[i]! < off) i++;
-          this.listAt = i;
-          if (i === listed || offs[i] !== off) break;
-          actual = this.listOut[i]!;
+        if (native !== undefined && (avail >= LIST_MIN_BYTES || (listing && off < listEnd))) {
+          if (!listing || off >= listEnd) {
+            this.listRecords(native, buf, off, lo);
+            listing = true;
+            listOffs = this.listOffs;
+            listOut = this.listOut;
+            listN = this.listN;
+            listAt = 0;
+            listEnd = this.listEnd;
+          }
+          while (listAt < listN && listOffs[listAt]! < off) listAt++;
+          if (listAt === listN || listOffs[listAt] !== off) break;
+          actual = listOut[listAt]!;
         } else actual = this.computeCrc(buf, off, totLen) | 0;
         if (actual !== words[w + 5]) break;
       }
@@ -699,6 +707,7 @@ export class WalDecoder {
         hi++;
       }
     }
+    if (listing) this.listAt = listAt;
     // What was consumed: the records counted and the page headers before them (a page header
     // read just before stopping is consumed too, as `next()` would have).
     this.off = off;
