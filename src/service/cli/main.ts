@@ -59,4 +59,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away early (`tideline waldump --help | head -1`) ends nothing but the
+// output: commands that print a lot stop by themselves (see BufferedOutput).
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error;
+});
 process.exitCode = await main(process.argv);
