@@ -319,8 +319,9 @@ A new timeline starts at a segment boundary: the one holding --start-lsn, else t
 restart LSN, else the server's current position. A reattached timeline resumes exactly
 where its durable WAL ends. With --remote, a timeline missing from --data-dir (a new or
 empty dir) is first looked for in remote storage: if it is there, it is rebuilt from the
-remote index and layers (all downloaded) and resumes where the remote copy ends. SIGINT/SIGTERM flushes everything received, then exits 0; a
-second signal stops at once (unflushed WAL is streamed again next time).
+remote index and layers (all downloaded) and resumes where the remote copy ends.
+SIGINT/SIGTERM flushes everything received, then exits 0; a second signal stops at once
+(unflushed WAL is streamed again next time).
 The source reports flush = durable WAL only, so a slot never releases WAL Tideline
 could still lose. Connection strings: postgres://user:password@host:port/db or
 "host=... port=... user=...". The role needs REPLICATION and a pg_hba replication line.

@@ -326,7 +326,7 @@ export function registerWaldump(program: Command): void {
     )
     .option(
       "-j, --jobs <n>",
-      "threads for --stats (default: one per CPU up to 8; 1 below 64 MiB of WAL)",
+      "threads for --stats (default: 2 per 3 CPUs, 1 on two, at most 8; 1 below 64 MiB of WAL)",
       jobsOption,
     )
     .addHelpText(
