@@ -396,7 +396,7 @@ struct list_args {
 };
 
 /* Reads listRecordCrcs's 10 arguments from argv into `a`; throws and returns 0 when one is
- * wrong. `name` starts the messages. */
+ * wrong. */
 static int get_list_args(napi_env env, napi_value *argv, struct list_args *a) {
   uint8_t *data;
   size_t n_out, n_result;
@@ -618,11 +618,17 @@ static void read_job_complete(napi_env env, napi_status status, void *data) {
     if (status != napi_ok || job->err != 0) {
       char message[160];
       const char *code = status != napi_ok ? NULL : errno_code(job->err);
-      if (status != napi_ok)
+      if (status != napi_ok) {
         snprintf(message, sizeof message, "readRecordCrcsAsync: the work was cancelled");
-      else
+      } else {
+        /* strerror_r (the XSI one, with _POSIX_C_SOURCE): strerror is not thread-safe, and
+         * worker threads' event loops complete jobs too. */
+        char reason[96];
+        if (strerror_r(job->err, reason, sizeof reason) != 0)
+          snprintf(reason, sizeof reason, "errno %d", job->err);
         snprintf(message, sizeof message, "%s%s%s, pread", code != NULL ? code : "",
-                 code != NULL ? ": " : "", strerror(job->err));
+                 code != NULL ? ": " : "", reason);
+      }
       napi_value msg, code_value = NULL, errno_value;
       napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
       if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);

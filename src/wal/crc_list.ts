@@ -15,13 +15,19 @@ import { DEFAULT_WAL_FORMAT, formatForMagic } from "./version.js";
 /** The smallest WAL record: at most `length / 24 + 1` records start in `length` bytes. */
 const MIN_RECORD = 24;
 
-/** Lists made by {@link readWithRecordCrcs}: the decoder takes no other. */
-const genuine = new WeakSet<RecordCrcList>();
+/** Passed to the constructor by this module only: nothing else can make a list. */
+const MAKE: unique symbol = Symbol("RecordCrcList.make");
+
+/** The parts of a list, for the decoder: set in the class body below, where its fields are visible. */
+let listParts: (list: RecordCrcList) => { offsets: Int32Array; crcs: Int32Array; end: number };
+let isGenuine: (value: unknown) => value is RecordCrcList;
 
 /**
  * Where records of one chunk should start and their CRCs, as computed from the chunk's bytes:
  * only a guess at the record boundaries (the decoder uses a CRC only for a record that starts
- * exactly at a listed offset). Made by {@link readWithRecordCrcs}, used once, for that chunk.
+ * exactly at a listed offset). Made by {@link readWithRecordCrcs}, used once, for that chunk;
+ * its contents are private to the decoder, so that no caller can make or change the CRCs it
+ * trusts.
  *
  * @example
  * ```ts
@@ -32,40 +38,55 @@ const genuine = new WeakSet<RecordCrcList>();
 export class RecordCrcList {
   /** The chunk the list was computed from. */
   readonly chunk: Uint8Array;
-  /** Offsets in `chunk` of the records listed, `count` of them. */
-  readonly offsets: Int32Array;
-  /** Their CRCs (as int32). */
-  readonly crcs: Int32Array;
+  /** The WAL page size the chunk was walked with. */
+  readonly pageSize: number;
   /** Records listed. */
   readonly count: number;
-  /** Where the walk stopped: records from there on were not looked at. */
-  readonly end: number;
+  readonly #offsets: Int32Array;
+  readonly #crcs: Int32Array;
+  readonly #end: number;
 
-  private constructor(
+  /** @internal Only {@link readWithRecordCrcs} makes lists. */
+  constructor(
+    make: typeof MAKE,
     chunk: Uint8Array,
-    offsets: Int32Array,
-    crcs: Int32Array,
-    count: number,
-    end: number,
-  ) {
-    this.chunk = chunk;
-    this.offsets = offsets;
-    this.crcs = crcs;
-    this.count = count;
-    this.end = end;
-  }
-
-  /** @internal Made only here; see {@link readWithRecordCrcs}. */
-  static make(
-    chunk: Uint8Array,
+    pageSize: number,
     offsets: Int32Array,
     crcs: Int32Array,
     result: Int32Array,
-  ): RecordCrcList {
-    const list = new RecordCrcList(chunk, offsets, crcs, result[0]!, result[1]!);
-    genuine.add(list);
-    return list;
+  ) {
+    if (make !== MAKE) throw new TypeError("RecordCrcList is made by readWithRecordCrcs() only");
+    this.chunk = chunk;
+    this.pageSize = pageSize;
+    this.count = result[0]!;
+    this.#offsets = offsets;
+    this.#crcs = crcs;
+    this.#end = result[1]!;
   }
+
+  static {
+    listParts = (list) => ({ offsets: list.#offsets, crcs: list.#crcs, end: list.#end });
+    isGenuine = (value): value is RecordCrcList =>
+      typeof value === "object" && value !== null && #offsets in value;
+  }
+}
+
+/**
+ * The decoder's view of a list: the offsets, their CRCs (as int32) and where the walk stopped.
+ * Not part of the package's API (`tideline/wal` does not export it): a caller that could
+ * change the CRCs could make the decoder accept damaged records.
+ *
+ * @example
+ * ```ts
+ * const { offsets, crcs, end } = crcListParts(list);
+ * ```
+ */
+export function crcListParts(list: RecordCrcList): {
+  offsets: Int32Array;
+  crcs: Int32Array;
+  end: number;
+} {
+  return listParts(list);
 }
 
 /**
@@ -76,8 +97,8 @@ export class RecordCrcList {
  * isListFor(list, chunk); // true
  * ```
  */
-export function isListFor(list: RecordCrcList, chunk: Uint8Array): boolean {
-  return genuine.has(list) && list.chunk === chunk;
+export function isListFor(list: unknown, chunk: Uint8Array): boolean {
+  return isGenuine(list) && list.chunk === chunk;
 }
 
 /** What {@link readWithRecordCrcs} read. */
@@ -89,8 +110,8 @@ export interface ChunkRead {
 }
 
 /**
- * Reads up to `length` bytes of the WAL segment file `fd` at `position` (a multiple of the page
- * size) into `buffer`, and, with the native addon, also lists the records in them and computes
+ * Reads up to `length` bytes of the WAL segment file `fd` at `position` (a multiple of
+ * `pageSize`: the chunk starts at a page header) into `buffer`, and, with the native addon, also lists the records in them and computes
  * their CRCs, all in one job on libuv's thread pool: the decoder given both
  * ({@link WalDecoder.push}) then only compares CRCs. Without the addon it is an `fs.read`.
  * Fewer bytes than `length` come back only at the end of the file. `buffer` must not change
@@ -99,7 +120,8 @@ export interface ChunkRead {
  * `reuse`: the `crcs` of an earlier read whose bytes the decoder has consumed (and that nothing
  * else uses); its arrays are filled anew instead of allocated (~350 KB for 1 MiB).
  *
- * @throws RangeError (synchronously) when `length` exceeds `buffer` or `pageSize` is invalid.
+ * @throws RangeError (synchronously) when `length` exceeds `buffer`, `pageSize` is invalid or
+ *   `position` is not a multiple of it.
  * @example
  * ```ts
  * const { bytes, crcs } = await readWithRecordCrcs(fd, 0, Buffer.allocUnsafeSlow(1 << 20));
@@ -118,6 +140,11 @@ export function readWithRecordCrcs(
   if (!Number.isSafeInteger(length) || length < 0 || length > buffer.length) {
     throw new RangeError(`length must be an integer in [0, ${buffer.length}], got ${length}`);
   }
+  if (!Number.isSafeInteger(position) || position < 0 || position % pageSize !== 0) {
+    throw new RangeError(
+      `position must be a non-negative multiple of the page size ${pageSize}, got ${position}`,
+    );
+  }
   const native = nativeCrc();
   if (native === undefined) {
     return new Promise((resolve, reject) => {
@@ -128,9 +155,10 @@ export function readWithRecordCrcs(
     });
   }
   const room = Math.floor(length / MIN_RECORD) + 1;
-  const recycled = reuse !== undefined && genuine.has(reuse) && reuse.offsets.length >= room;
-  const offsets = recycled ? reuse.offsets : new Int32Array(room);
-  const crcs = recycled ? reuse.crcs : new Int32Array(room);
+  const old = isGenuine(reuse) ? listParts(reuse) : undefined;
+  const recycled = old !== undefined && old.offsets.length >= room;
+  const offsets = recycled ? old.offsets : new Int32Array(room);
+  const crcs = recycled ? old.crcs : new Int32Array(room);
   const result = new Int32Array(2);
   // The page flags are the same in every supported version.
   const flags = DEFAULT_WAL_FORMAT.pageInfo;
@@ -157,7 +185,7 @@ export function readWithRecordCrcs(
           bytes.length >= 2 && formatForMagic(bytes[0]! | (bytes[1]! << 8)) !== undefined;
         resolve({
           bytes,
-          crcs: known ? RecordCrcList.make(bytes, offsets, crcs, result) : undefined,
+          crcs: known ? new RecordCrcList(MAKE, bytes, pageSize, offsets, crcs, result) : undefined,
         });
       },
     );

@@ -4,7 +4,12 @@
  * @module
  */
 
-import { isListFor, type RecordCrcList } from "./crc_list.js";
+import {
+  crcListParts,
+  isListFor,
+  type RecordCrcList,
+  type readWithRecordCrcs,
+} from "./crc_list.js";
 import { crcWordView, recordCrc32cIn } from "./crc32c.js";
 import {
   WalCrcMismatchError,
@@ -305,7 +310,12 @@ export class WalDecoder {
    * decoding, for many records of a chunk at once, so bytes changed in between would not be
    * checked again. The same Buffer may be pushed again, with new contents, once consumed.
    *
-   * @throws TypeError when `chunk` is not a Uint8Array or after `end()`.
+   * `crcs`: the CRCs of the chunk's records, computed ahead by {@link readWithRecordCrcs} for
+   * this very chunk; used only when the decoder's page size is the list's and the chunk starts
+   * at a page start (else the CRCs are computed here, as without it).
+   *
+   * @throws TypeError when `chunk` is not a Uint8Array, after `end()`, or when `crcs` is not the
+   *   list made for `chunk`.
    * @example
    * ```ts
    * client.connection.on("copyData", (m) => dec.push(Buffer.from(m.chunk.subarray(25))));
@@ -341,16 +351,24 @@ export class WalDecoder {
 
   /** The CRCs of `buf`'s records: those computed ahead (`crcs`), or none listed yet. */
   private adoptList(buf: Buffer, crcs: RecordCrcList | undefined): void {
-    if (crcs === undefined || this.native === undefined) {
+    // A list is only good for the page layout it was walked with: this page size, and the
+    // chunk starting at a page start.
+    if (
+      crcs === undefined ||
+      this.native === undefined ||
+      crcs.pageSize !== this.pageSize ||
+      (this.posLo & this.pageMask) !== 0
+    ) {
       this.listBuf = undefined;
       return;
     }
+    const { offsets, crcs: values, end } = crcListParts(crcs);
     this.listBuf = buf;
-    this.listOffs = crcs.offsets;
-    this.listOut = crcs.crcs;
+    this.listOffs = offsets;
+    this.listOut = values;
     this.listN = crcs.count;
     this.listAt = 0;
-    this.listEnd = crcs.end;
+    this.listEnd = end;
   }
 
   /**
@@ -1354,8 +1372,9 @@ export class WalDecoder {
   /**
    * Lists where the records of `buf` from `off` on (a record start, at an LSN whose low 32 bits
    * are `lo`) should start, by following the length fields and the page headers, and has their
-   * CRCs computed, all in one native call (`listRecordCrcs`). Records that cross a page boundary are left out (they are
-   * assembled and checked alone); the walk stops at anything unexpected (a length below 24, a
+   * CRCs computed, all in one native call (`listRecordCrcs`). A record continued on later
+   * pages is listed with the CRC of its bytes as they are assembled (after the page headers)
+   * when all of it lies in `buf`; the walk stops at anything unexpected (a length below 24, a
    * page without the expected magic, the end of the chunk). Nothing here is trusted: a record
    * only uses a CRC computed for exactly its offset, over exactly its bytes.
    */

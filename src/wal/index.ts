@@ -4,7 +4,7 @@
  *
  * @module
  */
-export * from "./crc_list.js";
+export { type ChunkRead, RecordCrcList, readWithRecordCrcs } from "./crc_list.js";
 export * from "./crc32c.js";
 export * from "./decoder.js";
 export * from "./dump.js";

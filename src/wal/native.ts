@@ -126,8 +126,11 @@ export function nativeCrc(): NativeCrc | undefined {
   }
   try {
     const mod = createRequire(import.meta.url)(path) as NativeCrc;
-    if (typeof mod.recordCrcs !== "function" || typeof mod.crc32c !== "function") {
-      loadError = `${path} is not Tideline's CRC-32C addon`;
+    const missing = (
+      ["crc32c", "recordCrc", "recordCrcs", "listRecordCrcs", "readRecordCrcsAsync"] as const
+    ).filter((name) => typeof mod[name] !== "function");
+    if (missing.length > 0) {
+      loadError = `${path} is not this version's CRC-32C addon (no ${missing.join(", ")}; rebuild it with npm run build)`;
       return undefined;
     }
     loaded = mod;

@@ -49,7 +49,7 @@ describe("ChunkReader", () => {
 
   it("hands out every file's chunks in order, from an offset, and closes what it opened", async () => {
     const fds = openFds();
-    for (const ahead of [0, 1, 3]) {
+    for (const ahead of [1, 2, 4]) {
       const chunks = await readAll(new ChunkReader(files, 0, 16 * KiB, 16 * KiB, ahead));
       assert.deepEqual(
         chunks.map((c) => `${c.file}:${c.pos}`),
@@ -113,6 +113,8 @@ describe("ChunkReader", () => {
       { code: "ENOENT" },
     );
     assert.ok(!seen.includes(2), "nothing after the file that failed");
+    // Asked again, it fails again: nothing after a failed chunk is handed out.
+    await assert.rejects(reader.next(), { code: "ENOENT" });
     const directory = [{ path: dir, size: 16 * KiB }];
     await assert.rejects(readAll(new ChunkReader(directory, 0, 0, 16 * KiB, 1)), {
       code: "EISDIR",
@@ -122,7 +124,7 @@ describe("ChunkReader", () => {
 
   it("reads into the buffers it is given back, and refuses bad sizes", async () => {
     const free: Buffer[] = [];
-    const reader = new ChunkReader(files, 0, 0, 16 * KiB, 0, free);
+    const reader = new ChunkReader(files, 0, 0, 16 * KiB, 1, free);
     const buffers = new Set<Buffer>();
     try {
       for (let c = await reader.next(); c !== undefined; c = await reader.next()) {
@@ -139,8 +141,8 @@ describe("ChunkReader", () => {
       /chunkSize must be a positive integer, got 0/,
     );
     assert.throws(
-      () => new ChunkReader(files, 0, 0, 4096, -1),
-      /ahead must be a non-negative integer, got -1/,
+      () => new ChunkReader(files, 0, 0, 4096, 0),
+      /ahead must be a positive integer, got 0/,
     );
   });
 });

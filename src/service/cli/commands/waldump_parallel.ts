@@ -84,7 +84,11 @@ export async function runParallelStats(
         workerData: input,
       });
       workers.push(worker);
-      reports.push(report(worker));
+      const r = report(worker);
+      // Handled at once: the main thread's own ranges await file reads meanwhile, and a worker
+      // that fails then must not count as an unhandled rejection (it is awaited below).
+      r.catch(() => {});
+      reports.push(r);
     }
     const mine = await claimRanges(job, control);
     const theirs = await Promise.all(reports);

@@ -49,8 +49,8 @@ interface Pending {
 
 /**
  * Reads `files` (WAL segments) in order in chunks of `chunkSize` bytes (a multiple of the page
- * size), from byte `offset` (a page start) of file `first`, up to `ahead` chunks ahead of the
- * one handed out. Files are opened when their first
+ * size), from byte `offset` (a page start) of file `first`, keeping `ahead` chunks read or
+ * being read beyond the one handed out. Files are opened when their first
  * read starts and closed once read. {@link ChunkReader.close} must be awaited in every case:
  * it waits for the reads still in flight and closes what is open.
  *
@@ -80,10 +80,14 @@ export class ChunkReader {
   #nextPos: number;
   #skipFile = -1;
   #reading = 0;
+  /** Every read started and not settled yet: close() waits for them all. */
+  readonly #started = new Set<Promise<Read>>();
   #failed = false;
+  #error: unknown;
   #closed = false;
 
   /**
+   * @param ahead chunks read (or being read) beyond the one handed out: at least 1.
    * @param free buffers of `chunkSize` bytes to read into first (more are made as needed).
    * @throws RangeError when `chunkSize` or `ahead` is not a positive integer.
    */
@@ -98,8 +102,8 @@ export class ChunkReader {
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
       throw new RangeError(`chunkSize must be a positive integer, got ${chunkSize}`);
     }
-    if (!Number.isSafeInteger(ahead) || ahead < 0) {
-      throw new RangeError(`ahead must be a non-negative integer, got ${ahead}`);
+    if (!Number.isSafeInteger(ahead) || ahead < 1) {
+      throw new RangeError(`ahead must be a positive integer, got ${ahead}`);
     }
     this.#files = files;
     this.#chunkSize = chunkSize;
@@ -110,8 +114,9 @@ export class ChunkReader {
   }
 
   /**
-   * The next chunk, or `undefined` when every file has been read. Rejects with the read's
-   * error (the reader must still be closed).
+   * The next chunk, or `undefined` when every file has been read. Rejects with the error of
+   * the read (or open) of that chunk, and with it again on every later call: nothing after a
+   * failed chunk is handed out. The reader must still be closed.
    *
    * @example
    * ```ts
@@ -119,6 +124,7 @@ export class ChunkReader {
    * ```
    */
   async next(): Promise<Chunk | undefined> {
+    if (this.#error !== undefined) throw this.#error;
     for (;;) {
       this.#fill();
       const p = this.#queue.shift();
@@ -132,7 +138,15 @@ export class ChunkReader {
       }
       // Keep reading while the caller decodes this chunk.
       this.#fill();
-      const { n, bytes, crcs } = await p.done;
+      let read: Read;
+      try {
+        read = await p.done;
+      } catch (error) {
+        this.#error = error;
+        this.#failed = true;
+        throw error;
+      }
+      const { n, bytes, crcs } = read;
       if (p.file === this.#skipFile) {
         this.#free.push(p.buffer);
         if (crcs !== undefined) this.#freeLists.push(crcs);
@@ -159,8 +173,9 @@ export class ChunkReader {
   }
 
   /**
-   * Waits for the reads in flight (their buffers go back to the free list), closes the files
-   * still open, and reads no more.
+   * Waits for every read in flight (the buffers of those not handed out go back to the free
+   * list), closes the files still open (all of them, then throws the first error of a close
+   * that failed), and reads no more.
    *
    * @example
    * ```ts
@@ -170,11 +185,20 @@ export class ChunkReader {
   async close(): Promise<void> {
     this.#closed = true;
     const pending = this.#queue.splice(0);
-    await Promise.allSettled(pending.map((p) => p.done));
+    // Also a read already taken by a next() that has not returned: its file must stay open.
+    await Promise.allSettled([...this.#started]);
     for (const p of pending) this.#free.push(p.buffer);
     this.#freeLists.length = 0;
-    for (const fd of this.#fds.values()) closeSync(fd);
+    let failure: unknown;
+    for (const fd of this.#fds.values()) {
+      try {
+        closeSync(fd);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
     this.#fds.clear();
+    if (failure !== undefined) throw failure;
   }
 
   /** Reads `want` bytes at `pos` into `buffer`, with their records' CRCs where possible. */
@@ -191,8 +215,8 @@ export class ChunkReader {
   }
 
   /**
-   * Starts the next read, unless one is in flight or `ahead` chunks wait beyond the one handed
-   * out (or the files have ended). Reads run one at a time, each started when the one before
+   * Starts the next read, unless one is in flight or `ahead` chunks are read or being read
+   * beyond the one handed out (or the files have ended). Reads run one at a time, each started when the one before
    * finishes: on a machine with few cores, several at once would take the decoding thread's
    * core (with two cores, one at a time measured 5% faster than libuv's four).
    */
@@ -201,7 +225,7 @@ export class ChunkReader {
       !this.#closed &&
       !this.#failed &&
       this.#reading === 0 &&
-      this.#queue.length <= this.#ahead
+      this.#queue.length < this.#ahead
     ) {
       const f = this.#nextFile;
       const file = this.#files[f];
@@ -228,10 +252,12 @@ export class ChunkReader {
         this.#failed = true;
       }
       this.#reading++;
+      this.#started.add(done);
       // The outcome is handled where `done` is awaited (next() or close()); this handler also
       // keeps a read that fails before then from counting as an unhandled rejection.
       const settled = (): void => {
         this.#reading--;
+        this.#started.delete(done);
         this.#fill();
       };
       done.then(settled, settled);
