@@ -13,7 +13,7 @@
  * measurement is the tool's whole process, wall time; the order alternates over the
  * rounds and the median is reported. Tideline also decodes and indexes every record.
  *
- * With TIDELINE_BENCH_INGEST_BASELINE=/path/to/another/dist/service/cli/main.js, that build
+ * With TIDELINE_BENCH_INGEST_BASELINE=/path/to/another/dist/cli/main.js, that build
  * of Tideline runs in every round too (rows "... (baseline)"): a before/after in one run.
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -118,7 +118,7 @@ async function main() {
         );
       };
       const tideline =
-        (slot: string, extra: string[], label: string, main = "dist/service/cli/main.js") =>
+        (slot: string, extra: string[], label: string, main = "dist/cli/main.js") =>
         async () => {
           const out = join(dir, `tideline-${slot}`);
           results[label]!.push(

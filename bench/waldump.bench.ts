@@ -33,7 +33,7 @@ const MiB = 1024 * 1024;
 const CACHE = "/tmp/tideline-bench-waldump-wal";
 const WANT_BYTES = 640 * MiB;
 const RUNS = 9;
-const CLI = "dist/service/cli/main.js";
+const CLI = "dist/cli/main.js";
 
 function segments(dir: string): string[] {
   return readdirSync(dir)

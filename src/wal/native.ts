@@ -80,13 +80,13 @@ const ADDON = join("native", "build", "crc32c.node");
 
 /**
  * Where the package's `native/build/crc32c.node` is, seen from this module: the package root
- * is two levels up from `dist/wal/` (the published build) and three from `.build/src/wal/`
- * (the tests' build). Nothing else is searched.
+ * is two levels up from `dist/wal/` (the published build) and from `dist/cli/` (the bundled
+ * command line), three from `.build/src/wal/` (the tests' build). Nothing else is searched.
  */
 function findAddon(): string | undefined {
   const here = dirname(fileURLToPath(import.meta.url));
   const up =
-    basename(here) === "wal" && basename(dirname(here)) === "dist"
+    (basename(here) === "wal" || basename(here) === "cli") && basename(dirname(here)) === "dist"
       ? 2
       : basename(here) === "wal" &&
           basename(dirname(here)) === "src" &&

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
-const bin = "dist/service/cli/main.js";
+const bin = "dist/cli/main.js";
 
 function run(...args: string[]) {
   return spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });

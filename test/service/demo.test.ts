@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 
 describe("tideline demo", () => {
   it("streams, verifies every exported segment byte for byte, and leaves nothing behind", () => {
-    const r = spawnSync(process.execPath, ["dist/service/cli/main.js", "demo", "--rows", "30000"], {
+    const r = spawnSync(process.execPath, ["dist/cli/main.js", "demo", "--rows", "30000"], {
       encoding: "utf8",
       timeout: 180_000,
     });
@@ -29,7 +29,7 @@ describe("tideline demo", () => {
   });
 
   it("rejects a bad --rows with the value named", () => {
-    const r = spawnSync(process.execPath, ["dist/service/cli/main.js", "demo", "--rows", "lots"], {
+    const r = spawnSync(process.execPath, ["dist/cli/main.js", "demo", "--rows", "lots"], {
       encoding: "utf8",
     });
     assert.equal(r.status, 2);

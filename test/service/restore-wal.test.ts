@@ -29,7 +29,7 @@ import { HAVE_PG15 } from "../support/postgres.js";
 import { S3_CREDENTIALS, startS3Server } from "../support/s3.js";
 import { makeWalSource, pieces, prng, testContext, type WalSource } from "../timeline/source.js";
 
-const BIN = resolve("dist/service/cli/main.js");
+const BIN = resolve("dist/cli/main.js");
 
 interface Run {
   status: number | null;

@@ -14,7 +14,7 @@ import { importPKCS8, SignJWT } from "jose";
 import { loadPublicKey } from "../../src/service/http/auth.js";
 import { type Api, fabricateTimeline, startApi } from "./api_harness.js";
 
-const BIN = resolve("dist/service/cli/main.js");
+const BIN = resolve("dist/cli/main.js");
 
 function keyPair(dir: string, name: string) {
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");

@@ -14,7 +14,7 @@ import { parseLsn } from "../../src/wal/index.js";
 import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 
-const BIN = resolve("dist/service/cli/main.js");
+const BIN = resolve("dist/cli/main.js");
 const SKIP = HAVE_PG15 ? false : "PostgreSQL 15 is not installed";
 
 interface ServerProcess {

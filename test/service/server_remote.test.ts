@@ -17,7 +17,7 @@ import { formatLsn, parseLsn, segmentFileName, segmentNumber } from "../../src/w
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 import { type Api, postJson, startApi } from "./api_harness.js";
 
-const BIN = resolve("dist/service/cli/main.js");
+const BIN = resolve("dist/cli/main.js");
 const SKIP = HAVE_PG15 ? false : "PostgreSQL 15 is not installed";
 const SEG = 1 << 20;
 const LAYER = 256 * 1024;

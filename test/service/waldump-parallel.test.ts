@@ -13,7 +13,7 @@ import { runParallelStats } from "../../src/service/cli/commands/waldump_paralle
 import { splitRanges } from "../../src/service/cli/commands/waldump_scan.js";
 import { type Cluster, HAVE_PG15, PG15_BIN, startCluster } from "../support/postgres.js";
 
-const BIN = "dist/service/cli/main.js";
+const BIN = "dist/cli/main.js";
 const MiB = 1 << 20;
 
 interface Run {

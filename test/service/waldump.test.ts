@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 
-const BIN = "dist/service/cli/main.js";
+const BIN = "dist/cli/main.js";
 
 function tideline(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", maxBuffer: 1 << 30 });

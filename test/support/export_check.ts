@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 
-const BIN = resolve("dist/service/cli/main.js");
+const BIN = resolve("dist/cli/main.js");
 
 /**
  * Exports `timeline` of `dataDir` into `out` with the CLI and compares each whole segment

@@ -22,7 +22,7 @@ import { WalReceiver } from "../../src/walreceiver/index.js";
 import { type Cluster, freePort, HAVE_PG15, startCluster } from "./postgres.js";
 
 /** This checkout's `tideline` CLI (built by `npm run build`). */
-export const TIDELINE_BIN = resolve("dist/service/cli/main.js");
+export const TIDELINE_BIN = resolve("dist/cli/main.js");
 
 const asRoot = process.getuid?.() === 0;
 

@@ -19,7 +19,7 @@ import {
 import type { Cluster } from "../support/postgres.js";
 import { testContext } from "../timeline/source.js";
 
-export const BIN = "dist/service/cli/main.js";
+export const BIN = "dist/cli/main.js";
 
 export const url = (pg: Cluster) => `postgres://postgres@127.0.0.1:${pg.port}/postgres`;
 
@@ -90,7 +90,7 @@ process.on("exit", () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
 });
 
-/** Starts `node dist/service/cli/main.js ...args`. */
+/** Starts `node dist/cli/main.js ...args`. */
 export function cli(args: string[]): CliRun {
   assert.ok(existsSync(BIN), `${BIN} is built (npm run build)`);
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });

@@ -19,7 +19,7 @@ import { WalReceiver } from "../../src/walreceiver/index.js";
 import { assertExportEqualsPgWal } from "../support/export_check.js";
 import { type Cluster, HAVE_PG15, startCluster } from "../support/postgres.js";
 
-const BIN = "dist/service/cli/main.js";
+const BIN = "dist/cli/main.js";
 const url = (pg: Cluster) => `postgres://postgres@127.0.0.1:${pg.port}/postgres`;
 
 interface Run {
