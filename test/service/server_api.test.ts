@@ -31,17 +31,23 @@ async function json(res: Response): Promise<Record<string, unknown>> {
   }
 }
 
-async function expectError(res: Response, status: number, code?: string): Promise<string> {
+async function expectError(
+  res: Response,
+  status: number,
+  code?: string,
+  what?: string,
+): Promise<string> {
   const body = await json(res);
   assert.equal(
     res.status,
     status,
     `expected ${status}, got ${res.status}: ${JSON.stringify(body)}`,
   );
-  const error = body.error as { code: string; message: string };
+  const error = body.error as { code: string; message: string; what?: string };
   assert.equal(typeof error.message, "string");
   assert.ok(error.message.length > 0);
   if (code !== undefined) assert.equal(error.code, code);
+  if (what !== undefined) assert.equal(error.what, what);
   return error.message;
 }
 
@@ -164,7 +170,13 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
     assert.ok(!String(wr.source).includes("s3cret"));
     assert.equal(typeof wr.lastMessageAt, "string");
     assert.deepEqual(wr.switches, { NoExistingConnection: 1 });
-    await expectError(await api.fetch("/v1/timelines/nope"), 404, "not_found");
+    await expectError(await api.fetch("/v1/timelines/nope"), 404, "not_found", "timeline");
+    await expectError(
+      await api.fetch("/v1/timelines/nope/wal_files/000000010000000000000001"),
+      404,
+      "not_found",
+      "timeline",
+    );
     await expectError(await api.fetch("/v1/timelines/bad%20id"), 400, "bad_request");
     await expectError(await api.fetch("/v1/nothing/here"), 404, "not_found");
   });
@@ -256,6 +268,7 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
       await api.fetch(`/v1/timelines/main/wal_files/000000010000000F000000FF`),
       404,
       "not_found",
+      "wal_file",
     );
     await expectError(await api.fetch(`/v1/timelines/main/wal_files/00000005.history`), 404);
     await expectError(await api.fetch(`/v1/timelines/main/wal_files/not-a-wal-file`), 400);

@@ -62,7 +62,15 @@ export const errorSchema = {
   properties: {
     error: {
       type: "object",
-      properties: { code: { type: "string" }, message: { type: "string" } },
+      properties: {
+        code: { type: "string" },
+        message: { type: "string" },
+        what: {
+          type: "string",
+          description:
+            'With code "not_found": what does not exist, "timeline" or "wal_file" (a client such as restore-wal tells a wrong timeline id from a file not held yet)',
+        },
+      },
       required: ["code", "message"],
     },
   },

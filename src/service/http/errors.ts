@@ -26,7 +26,7 @@ import {
 
 /** The body of every error response. */
 export interface ApiErrorBody {
-  error: { code: string; message: string };
+  error: { code: string; message: string; what?: string };
 }
 
 /**
@@ -41,16 +41,25 @@ export interface ApiErrorBody {
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  /** With `not_found`: what does not exist (`timeline`, `wal_file`). */
+  readonly what: string | undefined;
+  constructor(status: number, code: string, message: string, what?: string) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.what = what;
   }
 
   /** The JSON body. */
   toBody(): ApiErrorBody {
-    return { error: { code: this.code, message: this.message } };
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.what === undefined ? {} : { what: this.what }),
+      },
+    };
   }
 }
 
@@ -68,7 +77,8 @@ export class ApiError extends Error {
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof TimelineNotFoundError) return new ApiError(404, "not_found", message);
+  if (error instanceof TimelineNotFoundError)
+    return new ApiError(404, "not_found", message, "timeline");
   if (
     error instanceof TimelineExistsError ||
     error instanceof TimelineBusyError ||

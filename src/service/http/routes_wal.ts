@@ -259,6 +259,7 @@ export function registerWalRoutes(app: FastifyInstance, ctx: RouteContext): void
               404,
               "not_found",
               `Timeline "${tl.id}" does not hold WAL file ${name}`,
+              "wal_file",
             );
           }
           yield* createReadStream(path, { signal: rctx.token.signal });

@@ -92,6 +92,13 @@ const NOT_FOUND = 1;
 /** A usage or configuration problem: exit 2 (255 with `--on-error abort`) with the message. */
 class UsageError extends Error {}
 
+/**
+ * The timeline asked for does not exist where the options say: a configuration error (a
+ * wrong --timeline or source), not the end of the archive, so a failure (exit 2, or 255 with
+ * `--on-error abort`, which stops a point-in-time recovery instead of letting it end early).
+ */
+class NoSuchTimelineError extends Error {}
+
 /** The exit status of a failure with `onError` (any value not a known one counts as the default). */
 function failureExit(onError: unknown): number {
   return onError === "abort" ? FAILURE_EXIT.abort : FAILURE_EXIT.missing;
@@ -266,7 +273,10 @@ export async function runRestoreWal(
       return failed;
     }
     say(
-      error instanceof UsageError || error instanceof TypeError || error instanceof RangeError
+      error instanceof UsageError ||
+        error instanceof NoSuchTimelineError ||
+        error instanceof TypeError ||
+        error instanceof RangeError
         ? (error as Error).message
         : `cannot restore ${walFile}: ${(error as Error).message}`,
     );
@@ -297,8 +307,7 @@ interface Request {
 
 async function fromDataDir(dataDir: string, req: Request): Promise<boolean> {
   if (!Timeline.exists(dataDir, req.id)) {
-    req.say(`no timeline "${req.id}" in data dir "${dataDir}"`);
-    return false;
+    throw new NoSuchTimelineError(`no timeline "${req.id}" in data dir "${dataDir}"`);
   }
   return restoreAndShutdown(await Timeline.open({ dataDir, id: req.id, readOnly: true }), req);
 }
@@ -322,8 +331,7 @@ async function fromRemote(url: string, req: Request): Promise<boolean> {
       retry: { maxAttempts: 5 },
     });
     if (timeline === undefined) {
-      req.say(`no timeline "${req.id}" in ${storage.display}`);
-      return false;
+      throw new NoSuchTimelineError(`no timeline "${req.id}" in ${storage.display}`);
     }
     return await restoreAndShutdown(timeline, req);
   } finally {
@@ -379,12 +387,21 @@ async function fromServer(
   });
   let code: unknown;
   let message: unknown;
+  let what: unknown;
   try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const body = JSON.parse(text) as {
+      error?: { code?: unknown; message?: unknown; what?: unknown };
+    };
     code = body.error?.code;
     message = body.error?.message;
+    what = body.error?.what;
   } catch {
     // Not JSON: reported as is below.
+  }
+  if (response.status === 404 && code === "not_found" && what === "timeline") {
+    throw new NoSuchTimelineError(
+      `no timeline "${id}" on ${url.origin}${typeof message === "string" ? `: ${message}` : ""}`,
+    );
   }
   if (response.status === 404 && code === "not_found") {
     say(
@@ -509,10 +526,10 @@ Exactly one of --data-dir, --remote and --server says where the timeline is:
 
 Exit status (nothing is written unless it is 0):
   0    written, byte for byte as in the source's pg_wal (to <dest>.tmp, fsynced, renamed);
-  1    the timeline does not hold the file (a segment not complete yet, one of another
-       PostgreSQL timeline, or no such timeline), as restore_command requires;
-  2    any other failure: bad usage, storage or server unreachable, damaged data, no
-       answer within --timeout (300 s by default);
+  1    the timeline does not hold the file (a segment not complete yet, or one of another
+       PostgreSQL timeline), as restore_command requires;
+  2    any other failure: no such timeline, bad usage, storage or server unreachable,
+       damaged data, no answer within --timeout (300 s by default);
   255  instead of 2 with --on-error abort.
 
 PostgreSQL takes every status from 1 to 125 as "not found". In archive recovery that is the
