@@ -317,6 +317,10 @@ async function fromDataDir(dataDir: string, req: Request): Promise<boolean> {
  * layers the file needs are downloaded there, and the dir is removed afterwards.
  */
 async function fromRemote(url: string, req: Request): Promise<boolean> {
+  // PostgreSQL runs restore-wal once per segment and logs its stderr: the AWS SDK's
+  // multi-line notice about Node.js versions would fill its log. Said once by `tideline
+  // ingest` and `server` instead; an explicit setting of the variable is left alone.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const storage = await openRemoteStorage(url);
   const dataDir = await mkdtemp(join(tmpdir(), "tideline-restore-wal-"));
   req.leftovers.push(dataDir);
