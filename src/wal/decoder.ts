@@ -629,6 +629,9 @@ export class WalDecoder {
     const pi = fmt.pageInfo;
     const pageMagic = fmt.pageMagic;
     const badInfo = ~pi.all | pi.longHeader | pi.firstIsContrecord;
+    // A page continuing a record: no unknown flags, no long header, not abandoned.
+    const badContInfo = ~pi.all | pi.longHeader | pi.firstIsOverwriteContrecord;
+    const maxRecord = this.maxRecordSize();
     const maxRmgr = fmt.maxBuiltinRmgrId;
     const rmXlog = fmt.rmXlogId;
     const switchInfo = fmt.xlogSwitchInfo;
@@ -680,9 +683,9 @@ export class WalDecoder {
       if (avail < RECORD_HEADER_SIZE || pageOff < pageHdr) break;
       const w = off >> 2;
       const totLen = words[w]! >>> 0;
-      const aligned = (totLen + 7) & ~7;
-      // Too short, spanning pages or chunks (padding included): left to `next()`.
-      if (totLen < RECORD_HEADER_SIZE || totLen > pageSize - pageOff || aligned > avail) break;
+      const firstPiece = pageSize - pageOff;
+      // Too short, or a header that does not fit on this page: left to `next()`.
+      if (totLen < RECORD_HEADER_SIZE || firstPiece < RECORD_HEADER_SIZE) break;
       const infoWord = words[w + 4]!; // xl_info, xl_rmid
       const rmid = (infoWord >>> 8) & 0xff;
       if (
@@ -692,6 +695,67 @@ export class WalDecoder {
         words[w + 3] !== (prevHi | 0)
       )
         break;
+      // Where the record (and its padding) ends: in this chunk, or left to `next()`.
+      let endOff: number;
+      let endLo: number;
+      let endHi = hi;
+      let endTli = tli;
+      if (totLen <= firstPiece) {
+        const aligned = (totLen + 7) & ~7;
+        if (aligned > avail) break;
+        endOff = off + aligned;
+        endLo = lo + aligned;
+      } else {
+        // Continued on later pages: each must start with a short page header continuing this
+        // record, as `next()` requires (else `next()` says what is wrong, or abandons it).
+        if (totLen > maxRecord) break;
+        let pos = off + firstPiece;
+        let pLo = lo + firstPiece;
+        let pHi = hi;
+        let got = firstPiece;
+        let pieces = true;
+        while (got < totLen) {
+          if (pLo >= TWO32) {
+            pLo -= TWO32;
+            pHi++;
+          }
+          const pw = pos >> 2;
+          if ((pLo & segMask) === 0 || len - pos < 24) {
+            pieces = false;
+            break;
+          }
+          const first = words[pw]!;
+          const info = first >>> 16;
+          const pageTli = words[pw + 1]! >>> 0;
+          if (
+            (first & 0xffff) !== pageMagic ||
+            (info & badContInfo) !== 0 ||
+            (info & pi.firstIsContrecord) === 0 ||
+            pageTli < endTli ||
+            words[pw + 2] !== (pLo | 0) ||
+            words[pw + 3] !== (pHi | 0) ||
+            words[pw + 4]! >>> 0 !== totLen - got
+          ) {
+            pieces = false;
+            break;
+          }
+          endTli = pageTli;
+          const k = Math.min(pageSize - 24, totLen - got);
+          if (pos + 24 + k > len) {
+            pieces = false;
+            break;
+          }
+          pos += 24 + k;
+          pLo += 24 + k;
+          got += k;
+        }
+        if (!pieces) break;
+        const pad = (8 - (pLo & 7)) & 7;
+        if (pos + pad > len) break;
+        endOff = pos + pad;
+        endLo = pLo + pad;
+        endHi = pHi;
+      }
       if (verify) {
         let actual: number;
         if (native !== undefined && (avail >= LIST_MIN_BYTES || (listing && off < listEnd))) {
@@ -707,10 +771,19 @@ export class WalDecoder {
           while (listAt < listN && listOffs[listAt]! < off) listAt++;
           if (listAt === listN || listOffs[listAt] !== off) break;
           actual = listOut[listAt]!;
-        } else actual = this.computeCrc(buf, off, totLen) | 0;
+        } else if (totLen <= firstPiece) actual = this.computeCrc(buf, off, totLen) | 0;
+        else break; // a record in pieces is checked assembled, by next()
         if (actual !== words[w + 5]) break;
       }
-      const fpi = recordImageBytes(buf, off, totLen, fmt, blockSize);
+      // Its block headers must lie on its first page (the walk stops short of the next one).
+      const fpi = recordImageBytes(
+        buf,
+        off,
+        totLen,
+        fmt,
+        blockSize,
+        off + Math.min(totLen, firstPiece),
+      );
       if (fpi < 0) break;
       sums[rmid]!++;
       sums[256 + rmid]! += totLen - fpi;
@@ -718,12 +791,15 @@ export class WalDecoder {
       n++;
       prevHi = hi;
       prevLo = lo;
-      off += aligned;
-      lo += aligned;
+      off = endOff;
+      lo = endLo;
+      hi = endHi;
       if (lo >= TWO32) {
         lo -= TWO32;
         hi++;
       }
+      if (endTli !== tli) tli = endTli;
+      if (totLen > firstPiece) pageHdr = 24;
     }
     if (listing) this.listAt = listAt;
     // What was consumed: the records counted and the page headers before them (a page header

@@ -704,8 +704,12 @@ function walkRecordHeaders(
   totLen: number,
   format: WalFormat,
   blockSize: number,
+  limit: number = offset + totLen,
 ): number {
   const end = offset + totLen;
+  // Bytes from `limit` on are not the record's (a record continued on a later page): a header
+  // reaching them gives -1, as if invalid, and the caller decides on the assembled record.
+  const room = Math.min(end, limit);
   let p = offset + RECORD_HEADER_SIZE;
   let datatotal = 0;
   let maxId = -1;
@@ -720,16 +724,17 @@ function walkRecordHeaders(
   const compressMask = imf.compressPglz | imf.compressLz4 | imf.compressZstd;
   const maxBlockId = format.maxBlockId;
   while (end - p > datatotal) {
+    if (p >= room) return -1;
     const id = buf[p++]!;
     if (id > maxBlockId) {
       if (id === format.blockIdDataShort) {
-        if (end - p < 1) return -1;
+        if (room - p < 1) return -1;
         mainDataLen = buf[p++]!;
         datatotal += mainDataLen;
         break;
       }
       if (id === format.blockIdDataLong) {
-        if (end - p < 4) return -1;
+        if (room - p < 4) return -1;
         mainDataLen =
           (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
         p += 4;
@@ -737,14 +742,14 @@ function walkRecordHeaders(
         break;
       }
       if (id === format.blockIdOrigin) {
-        if (end - p < 2) return -1;
+        if (room - p < 2) return -1;
         originId = buf[p]! | (buf[p + 1]! << 8);
         hasOrigin = true;
         p += 2;
         continue;
       }
       if (id === format.blockIdToplevelXid) {
-        if (end - p < 4) return -1;
+        if (room - p < 4) return -1;
         toplevel = (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
         p += 4;
         continue;
@@ -753,14 +758,14 @@ function walkRecordHeaders(
     }
     if (id <= maxId) return -1;
     maxId = id;
-    if (end - p < 3) return -1;
+    if (room - p < 3) return -1;
     const ff = buf[p]!;
     const dataLen = buf[p + 1]! | (buf[p + 2]! << 8);
     p += 3;
     if ((ff & bf.hasData) !== 0 ? dataLen === 0 : dataLen !== 0) return -1;
     datatotal += dataLen;
     if ((ff & bf.hasImage) !== 0) {
-      if (end - p < 5) return -1;
+      if (room - p < 5) return -1;
       const imageLen = buf[p]! | (buf[p + 1]! << 8);
       const holeOffset = buf[p + 2]! | (buf[p + 3]! << 8);
       const bi = buf[p + 4]!;
@@ -770,7 +775,7 @@ function walkRecordHeaders(
       let holeLength: number;
       if (compressed) {
         if (hasHole) {
-          if (end - p < 2) return -1;
+          if (room - p < 2) return -1;
           holeLength = buf[p]! | (buf[p + 1]! << 8);
           p += 2;
         } else holeLength = 0;
@@ -783,11 +788,11 @@ function walkRecordHeaders(
       if (compressed && imageLen === blockSize) return -1;
     }
     if ((ff & bf.sameRel) === 0) {
-      if (end - p < 12) return -1;
+      if (room - p < 12) return -1;
       p += 12;
       haveRel = true;
     } else if (!haveRel) return -1;
-    if (end - p < 4) return -1;
+    if (room - p < 4) return -1;
     p += 4;
   }
   if (end - p !== datatotal) return -1;
@@ -802,7 +807,9 @@ function walkRecordHeaders(
  * The bytes of block images in the WAL record at `offset` of `buf` (`xl_tot_len` `totLen`,
  * at least 24, lying in `buf`), after the checks {@link decodeRecordInto} makes of its block
  * and data headers; -1 when one fails (`decodeRecordInto` then names the error). For callers
- * that only count records, such as `WalDecoder.tally`.
+ * that only count records, such as `WalDecoder.tally`. With `limit`, the bytes of `buf` from
+ * there on are not the record's (it continues on a later page): -1 when its headers reach
+ * them.
  *
  * @example
  * ```ts
@@ -816,8 +823,9 @@ export function recordImageBytes(
   totLen: number,
   format: WalFormat,
   blockSize: number,
+  limit: number = offset + totLen,
 ): number {
-  return walkRecordHeaders(buf, offset, totLen, format, blockSize);
+  return walkRecordHeaders(buf, offset, totLen, format, blockSize, limit);
 }
 
 /**
