@@ -27,6 +27,7 @@ import {
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { defaultStatsThreads } from "../src/service/cli/commands/waldump.js";
+import { nativeCrc } from "../src/wal/native.js";
 import { type Cluster, HAVE_PG15, PG15_BIN, startCluster } from "../test/support/postgres.js";
 
 const MiB = 1024 * 1024;
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
   console.log(`both: ${totalLine(a.stdout)}`);
 
   const cpuCount = availableParallelism();
-  const threads = defaultStatsThreads(cpuCount);
+  const threads = defaultStatsThreads(cpuCount, nativeCrc() !== undefined);
   // The other thread count worth showing: one per CPU, or one when that is the default's.
   const otherJobs = threads === cpuCount ? 1 : cpuCount;
   const oneArgs = [CLI, "waldump", "--stats", "--jobs", String(otherJobs), dir];
@@ -208,7 +209,7 @@ async function main(): Promise<void> {
   row(`\`tideline waldump --stats\` (default: ${plural(threads)})`, ours, cpu.ours!);
   row(`\`tideline waldump --stats --jobs ${otherJobs}\``, one, cpu.one!);
   row(
-    `\`TIDELINE_NATIVE=0 tideline waldump --stats\` (JavaScript CRC-32C, ${plural(threads)})`,
+    `\`TIDELINE_NATIVE=0 tideline waldump --stats\` (JavaScript CRC-32C, ${plural(defaultStatsThreads(cpuCount, false))})`,
     js,
     cpu.js!,
   );

@@ -49,7 +49,8 @@ describe("ChunkReader", () => {
 
   it("hands out every file's chunks in order, from an offset, and closes what it opened", async () => {
     const fds = openFds();
-    for (const ahead of [1, 2, 4]) {
+    // 0: each chunk read when asked, on this thread.
+    for (const ahead of [0, 1, 2, 4]) {
       const chunks = await readAll(new ChunkReader(files, 0, 16 * KiB, 16 * KiB, ahead));
       assert.deepEqual(
         chunks.map((c) => `${c.file}:${c.pos}`),
@@ -141,17 +142,21 @@ describe("ChunkReader", () => {
       /chunkSize must be a positive integer, got 0/,
     );
     assert.throws(
-      () => new ChunkReader(files, 0, 0, 4096, 0),
-      /ahead must be a positive integer, got 0/,
+      () => new ChunkReader(files, 0, 0, 4096, -1),
+      /ahead must be a non-negative integer, got -1/,
     );
   });
 });
 
 describe("waldump --stats default threads", () => {
-  it("uses one thread on two CPUs and two for every three CPUs above, at most 8", () => {
+  it("uses two threads per three CPUs with the addon (one on two), one per CPU without, at most 8", () => {
     assert.deepEqual(
-      [1, 2, 3, 4, 6, 8, 12, 16, 64].map(defaultStatsThreads),
+      [1, 2, 3, 4, 6, 8, 12, 16, 64].map((n) => defaultStatsThreads(n, true)),
       [1, 1, 2, 2, 4, 5, 8, 8, 8],
+    );
+    assert.deepEqual(
+      [1, 2, 3, 8, 12].map((n) => defaultStatsThreads(n, false)),
+      [1, 2, 3, 8, 8],
     );
   });
 });

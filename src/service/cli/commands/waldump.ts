@@ -13,6 +13,7 @@ import { WalDecoder } from "../../../wal/decoder.js";
 import { formatRecordLine, recordToJson, WalStats } from "../../../wal/dump.js";
 import { WalDecodeError } from "../../../wal/errors.js";
 import { formatLsn, type Lsn } from "../../../wal/lsn.js";
+import { nativeCrc } from "../../../wal/native.js";
 import type { WalRecord } from "../../../wal/record.js";
 import { checkVersion, type SupportedVersion } from "../../../wal/rmgr/versions.js";
 import { pageStart, segmentNumber, segmentOffset, segmentStartLsn } from "../../../wal/segment.js";
@@ -45,19 +46,23 @@ export interface WaldumpOptions {
 }
 
 /**
- * Decoding threads for `--stats` on a machine with `cpus` CPUs: two for every three CPUs (one
- * with two), at most 8. Each decoding thread keeps about half of another core busy reading
- * and checksumming ahead of it (libuv's thread pool), and a worker thread takes ~60 ms to
- * start: on two cores one thread measured fastest (0.29 s against 0.39 s with two, for 672 MiB).
+ * Decoding threads for `--stats` on a machine with `cpus` CPUs. With the native addon (`native`),
+ * two for every three CPUs (one with two), at most 8: each decoding thread keeps about half of
+ * another core busy reading and checksumming ahead of it on libuv's thread pool, and a worker
+ * takes ~60 ms to start (on two cores, one thread measured 0.28-0.29 s against 0.43-0.47 s
+ * with two, for 672 MiB). Without it the CRCs are computed by the decoding threads in
+ * JavaScript, which makes more threads pay: one per CPU, at most 8.
  *
  * @example
  * ```ts
- * defaultStatsThreads(2); // 1
- * defaultStatsThreads(8); // 5
+ * defaultStatsThreads(2, true); // 1
+ * defaultStatsThreads(8, true); // 5
+ * defaultStatsThreads(2, false); // 2
  * ```
  */
-export function defaultStatsThreads(cpus: number): number {
-  return Math.max(1, Math.min(8, Math.floor((cpus * 2) / 3)));
+export function defaultStatsThreads(cpus: number, native: boolean): number {
+  const n = native ? Math.floor((cpus * 2) / 3) : cpus;
+  return Math.max(1, Math.min(8, n));
 }
 
 /** Below this much WAL, starting threads costs more than it saves. */
@@ -124,14 +129,17 @@ export async function runWaldump(
   }
 
   if (options.stats) {
+    const cpus = availableParallelism();
     const job: StatsJob = {
       files,
       segmentSize,
       ranges: splitRanges(files.length, segmentSize, startLsn, fileOffset, 1),
       start: options.start,
       end: options.end,
+      // Reads on the thread pool need a core of their own.
+      readAhead: cpus > 1,
     };
-    let threads = options.jobs ?? defaultStatsThreads(availableParallelism());
+    let threads = options.jobs ?? defaultStatsThreads(cpus, nativeCrc() !== undefined);
     if (options.jobs === undefined) {
       const bytes = files.reduce((n, f) => n + f.size, 0) - fileOffset;
       if (bytes < PARALLEL_MIN_BYTES) threads = 1;
@@ -148,7 +156,7 @@ export async function runWaldump(
         fileOffset,
         threads * RANGES_PER_THREAD,
       );
-      combined = await runParallelStats({ ...job, ranges }, threads);
+      combined = await runParallelStats({ ...job, ranges, readAhead: threads < cpus }, threads);
       // For tests: show that the ranges were used, or that a sequential run had to decide.
       if (process.env.TIDELINE_WALDUMP_TRACE === "1") {
         say(
@@ -326,7 +334,7 @@ export function registerWaldump(program: Command): void {
     )
     .option(
       "-j, --jobs <n>",
-      "threads for --stats (default: 2 per 3 CPUs, 1 on two, at most 8; 1 below 64 MiB of WAL)",
+      "threads for --stats (default: 2 per 3 CPUs, 1 on two, or 1 per CPU without the native addon; at most 8; 1 below 64 MiB of WAL)",
       jobsOption,
     )
     .addHelpText(

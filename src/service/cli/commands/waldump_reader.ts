@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { type RecordCrcList, readWithRecordCrcs } from "../../../wal/crc_list.js";
 import { DEFAULT_PAGE_SIZE } from "../../../wal/segment.js";
 
@@ -87,9 +87,11 @@ export class ChunkReader {
   #closed = false;
 
   /**
-   * @param ahead chunks read (or being read) beyond the one handed out: at least 1.
+   * @param ahead chunks read (or being read) beyond the one handed out. 0: none, each chunk is
+   *   read when asked, on the calling thread and without CRCs computed ahead (for when every
+   *   core decodes: reads on the thread pool would only take their time).
    * @param free buffers of `chunkSize` bytes to read into first (more are made as needed).
-   * @throws RangeError when `chunkSize` or `ahead` is not a positive integer.
+   * @throws RangeError when `chunkSize` is not a positive integer or `ahead` a non-negative one.
    */
   constructor(
     files: readonly ChunkFile[],
@@ -102,8 +104,8 @@ export class ChunkReader {
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
       throw new RangeError(`chunkSize must be a positive integer, got ${chunkSize}`);
     }
-    if (!Number.isSafeInteger(ahead) || ahead < 1) {
-      throw new RangeError(`ahead must be a positive integer, got ${ahead}`);
+    if (!Number.isSafeInteger(ahead) || ahead < 0) {
+      throw new RangeError(`ahead must be a non-negative integer, got ${ahead}`);
     }
     this.#files = files;
     this.#chunkSize = chunkSize;
@@ -126,7 +128,7 @@ export class ChunkReader {
   async next(): Promise<Chunk | undefined> {
     if (this.#error !== undefined) throw this.#error;
     for (;;) {
-      this.#fill();
+      this.#fill(1);
       const p = this.#queue.shift();
       if (p === undefined) return undefined;
       // Reads of earlier files are all done (they were handed out in order): close them.
@@ -203,6 +205,10 @@ export class ChunkReader {
 
   /** Reads `want` bytes at `pos` into `buffer`, with their records' CRCs where possible. */
   async #read(fd: number, buffer: Buffer, want: number, pos: number): Promise<Read> {
+    if (this.#ahead === 0) {
+      const n = readSync(fd, buffer, 0, want, pos);
+      return { n, bytes: n === buffer.length ? buffer : buffer.subarray(0, n), crcs: undefined };
+    }
     const { bytes, crcs } = await readWithRecordCrcs(
       fd,
       pos,
@@ -215,18 +221,14 @@ export class ChunkReader {
   }
 
   /**
-   * Starts the next read, unless one is in flight or `ahead` chunks are read or being read
-   * beyond the one handed out (or the files have ended). Reads run one at a time, each started when the one before
-   * finishes: on a machine with few cores, several at once would take the decoding thread's
-   * core (with two cores, one at a time measured 5% faster than libuv's four).
+   * Starts the next read, unless one is in flight or `count` chunks (`ahead` beyond the one
+   * handed out, or the one next() waits for) are read or being read, or the files have ended.
+   * Reads run one at a time, each started when the one before finishes: on a machine with
+   * few cores, several at once would take the decoding thread's core (with two cores, one at
+   * a time measured 5% faster than libuv's four).
    */
-  #fill(): void {
-    while (
-      !this.#closed &&
-      !this.#failed &&
-      this.#reading === 0 &&
-      this.#queue.length < this.#ahead
-    ) {
+  #fill(count = this.#ahead): void {
+    while (!this.#closed && !this.#failed && this.#reading === 0 && this.#queue.length < count) {
       const f = this.#nextFile;
       const file = this.#files[f];
       if (file === undefined) return;
@@ -236,7 +238,11 @@ export class ChunkReader {
         continue;
       }
       const want = Math.min(this.#chunkSize, file.size - this.#nextPos);
-      const buffer = this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#chunkSize);
+      const spare = this.#free.pop();
+      const buffer =
+        spare !== undefined && spare.length === this.#chunkSize
+          ? spare
+          : Buffer.allocUnsafeSlow(this.#chunkSize);
       const pos = this.#nextPos;
       let done: Promise<Read>;
       let fd = this.#fds.get(f);
