@@ -139,9 +139,23 @@ describe("tideline server with remote storage", { skip: SKIP }, () => {
     ]);
     assert.equal(no.status, 1, no.stderr);
     assert.equal(existsSync(missing), false);
+    // A timeline the server does not have is a failure (a wrong --timeline), not "not held":
+    // the server's 404 says what is missing.
     const unknown = await restoreWal(["--server", api.url, "--timeline", "other", name, missing]);
-    assert.equal(unknown.status, 1, unknown.stderr);
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.match(unknown.stderr, /no timeline "other"/);
     assert.equal(existsSync(missing), false);
+    const aborted = await restoreWal([
+      "--on-error",
+      "abort",
+      "--server",
+      api.url,
+      "--timeline",
+      "other",
+      name,
+      missing,
+    ]);
+    assert.equal(aborted.status, 255, aborted.stderr);
   });
 
   it("a restart with the local data gone attaches from remote storage and streams on", async () => {
