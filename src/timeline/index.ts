@@ -12,6 +12,7 @@ export * from "./layer_fetcher.js";
 export * from "./layer_file.js";
 export * from "./layer_slot.js";
 export * from "./layer_tables.js";
+export * from "./rel_filter.js";
 export * from "./restore.js";
 export * from "./resume_point.js";
 export * from "./timeline.js";

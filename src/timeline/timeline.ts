@@ -60,9 +60,11 @@ import {
   type BlockTable,
   type RecordTable,
 } from "./layer_tables.js";
+import { mayTouchRelation, relationFilter } from "./rel_filter.js";
 import { indexUpTo } from "./resume_point.js";
 import { checkTimelineId } from "./timeline_id.js";
 import {
+  type IndexedLayer,
   readTimelineIndex,
   type TimelineIndex,
   type TimelineSwitch,
@@ -1048,12 +1050,13 @@ export class Timeline {
     token: CancellationToken,
   ): Promise<void> {
     const { layer, meta } = item;
-    const entry = {
+    const entry: IndexedLayer = {
       file: basename(disk.path),
       start: layer.start,
       end: layer.end,
       size,
       records: layer.records.length,
+      relFilter: relationFilter(layer.blocks),
     };
     const index: TimelineIndex = {
       ...this.#index,
@@ -1381,6 +1384,13 @@ export class Timeline {
     using snapshot = this.#snapshot(this.#index.startLsn, upTo + 1n);
     for (const layer of snapshot.layers) {
       ctx.throwIfCancelled();
+      // An evicted layer whose relation filter rules the block's relation out stays remote.
+      if (
+        layer.kind === "disk" &&
+        !layer.slot.resident &&
+        !mayTouchRelation(layer.slot.entry.relFilter, key)
+      )
+        continue;
       const entry = await this.#hold(layer, ctx);
       const before = hits.length;
       const { records, blocks } = entry.layer as { records: RecordTable; blocks: BlockTable };

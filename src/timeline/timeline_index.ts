@@ -9,6 +9,13 @@ import { readFile } from "node:fs/promises";
 import { formatLsn, type Lsn, parseLsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
 import { writeFileAtomic } from "./fs_util.js";
+import { isRelationFilter, type relationFilter } from "./rel_filter.js";
+
+/** A layer's relation filter from the index, checked. */
+function relFilterOf(value: unknown, what: string): string {
+  if (!isRelationFilter(value)) throw new Error(`${what} is not a relation filter`);
+  return value;
+}
 
 /** One layer file as the index lists it. */
 export interface IndexedLayer {
@@ -17,6 +24,12 @@ export interface IndexedLayer {
   end: Lsn;
   size: number;
   records: number;
+  /**
+   * The relation forks its records touch, as a Bloom filter ({@link relationFilter}): lets a
+   * block's history skip an evicted layer without downloading it. Absent in indexes written
+   * before it existed.
+   */
+  relFilter?: string;
 }
 
 /** A PostgreSQL timeline switch seen in the WAL (a promotion or archive recovery). */
@@ -110,6 +123,7 @@ export function serializeTimelineIndex(index: TimelineIndex): string {
       end: formatLsn(l.end),
       size: l.size,
       records: l.records,
+      ...(l.relFilter === undefined ? {} : { relFilter: l.relFilter }),
     })),
   };
   return `${JSON.stringify(json, null, 2)}\n`;
@@ -159,6 +173,9 @@ export function parseTimelineIndex(text: string, where: string): TimelineIndex {
         end: parseLsn(str(l.end, `layers[${i}].end`)),
         size: num(l.size, `layers[${i}].size`),
         records: num(l.records, `layers[${i}].records`),
+        ...(l.relFilter === undefined
+          ? {}
+          : { relFilter: relFilterOf(l.relFilter, `layers[${i}].relFilter`) }),
       }),
     );
     const index: TimelineIndex = {

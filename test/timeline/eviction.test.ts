@@ -17,6 +17,7 @@ import {
   TaskRegistry,
 } from "../../src/lifecycle/index.js";
 import {
+  type BlockKey,
   type IndexedLayer,
   type LayerFetcher,
   LayerNotLocalError,
@@ -174,6 +175,60 @@ describe("Timeline layer eviction and download on read", {
     assert.throws(() => reader.evictLayer(first.file), TypeError);
     await reader.shutdown("hard");
   });
+
+  it("a block's history downloads only the evicted layers whose relation filter may hold it", async () => {
+    const { tl, fetcher } = await uploaded();
+    try {
+      await blockHistoryDownloads(tl, fetcher);
+    } finally {
+      await tl.shutdown("hard");
+    }
+  });
+
+  async function blockHistoryDownloads(tl: Timeline, fetcher: CopyFetcher): Promise<void> {
+    const c = ctx();
+    const files = tl.layerFiles;
+    // The relation forks each layer's records touch, and one block of each.
+    const FORKS: Record<string, number> = { main: 0, fsm: 1, vm: 2, init: 3 };
+    const layersOf = new Map<string, { layers: Set<number>; key: BlockKey }>();
+    for (const [i, f] of files.entries()) {
+      for await (const r of tl.records(f.start, f.end, c)) {
+        for (const b of r.blocks) {
+          const [spc, db, rel] = b.rel.split("/").map(Number) as [number, number, number];
+          const name = `${b.rel}/${b.fork}`;
+          let e = layersOf.get(name);
+          if (e === undefined) {
+            e = { layers: new Set(), key: { spc, db, rel, fork: FORKS[b.fork]!, blk: b.blk } };
+            layersOf.set(name, e);
+          }
+          e.layers.add(i);
+        }
+      }
+    }
+    const [, rare] = [...layersOf].sort((a, b) => a[1].layers.size - b[1].layers.size)[0]!;
+    assert.ok(rare.layers.size < files.length / 2, `a relation in few of ${files.length} layers`);
+    const upTo = tl.lastRecordLsn;
+    const reference = await tl.blockHistory(rare.key, upTo, c);
+    assert.ok(reference.records.length > 0);
+
+    for (const f of files) tl.evictLayer(f.file);
+    fetcher.calls = 0;
+    assert.deepEqual(await tl.blockHistory(rare.key, upTo, c), reference);
+    // The layers that hold the relation, and at most one that a filter wrongly lets through.
+    assert.ok(fetcher.calls >= rare.layers.size, `${fetcher.calls} downloads`);
+    assert.ok(fetcher.calls <= rare.layers.size + 1, `${fetcher.calls} downloads`);
+
+    // A relation no record touches: nothing to download.
+    for (const f of tl.layerFiles) if (f.resident) tl.evictLayer(f.file);
+    fetcher.calls = 0;
+    const none = await tl.blockHistory(
+      { spc: 1663, db: 5, rel: 4_000_000_000, fork: 0, blk: 0 },
+      upTo,
+      c,
+    );
+    assert.deepEqual(none.records, []);
+    assert.ok(fetcher.calls <= 1, `${fetcher.calls} downloads`);
+  }
 
   it("serves concurrent readers of an evicted layer with one download", async () => {
     const { fetcher, tl } = await uploaded();
