@@ -580,9 +580,10 @@ export class WalDecoder {
    * the chunk being read: the same records `next()` would return, checked exactly as
    * thoroughly, without filling in a {@link WalRecord} for each. It stops (returning how many it
    * counted) before the first record at or after `before`, and before anything it leaves to
-   * `next()`: a record that spans pages or chunks, a long page header, an XLOG_SWITCH, the
-   * chunk's end, the first record decoded, and anything invalid (so that `next()` throws the
-   * error it always would). Call `next()` then, and handle what it returns as usual.
+   * `next()`: a record that continues beyond the chunk (or on a page with a long header), a
+   * header split across pages, an XLOG_SWITCH, the chunk's end, the first record decoded, and
+   * anything invalid (so that `next()` throws the error it always would). Call `next()` then,
+   * and handle what it returns as usual.
    *
    * @example
    * ```ts
@@ -654,6 +655,8 @@ export class WalDecoder {
     let listN = this.listN;
     let listAt = this.listAt;
     let listEnd = this.listEnd;
+    let doneHi = hi;
+    let doneLo = lo;
     let n = 0;
     for (;;) {
       let pageOff = lo & mask;
@@ -798,6 +801,8 @@ export class WalDecoder {
         lo -= TWO32;
         hi++;
       }
+      doneHi = hi;
+      doneLo = lo;
       if (endTli !== tli) tli = endTli;
       if (totLen > firstPiece) pageHdr = 24;
     }
@@ -811,13 +816,15 @@ export class WalDecoder {
     if (tli !== 0) this.tli = tli;
     this.pageHdr = pageHdr;
     if (n > 0) {
+      // The end of the last record counted: not the position, which may lie past a page
+      // header read after it.
       this.prevHi = prevHi;
       this.prevLo = prevLo;
-      this.endHi = hi;
-      this.endLo = lo;
+      this.endHi = doneHi;
+      this.endLo = doneLo;
       into.records += n;
-      into.endHi = hi;
-      into.endLo = lo;
+      into.endHi = doneHi;
+      into.endLo = doneLo;
     }
     return n;
   }

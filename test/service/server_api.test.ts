@@ -178,7 +178,7 @@ describe("tideline server HTTP API", { skip: SKIP }, () => {
       "timeline",
     );
     await expectError(await api.fetch("/v1/timelines/bad%20id"), 400, "bad_request");
-    await expectError(await api.fetch("/v1/nothing/here"), 404, "not_found");
+    await expectError(await api.fetch("/v1/nothing/here"), 404, "not_found", "route");
   });
 
   it("wait_lsn: 200 when reached, 504 on timeout, 400 for a malformed LSN or timeout", async () => {

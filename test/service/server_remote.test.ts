@@ -156,6 +156,19 @@ describe("tideline server with remote storage", { skip: SKIP }, () => {
       missing,
     ]);
     assert.equal(aborted.status, 255, aborted.stderr);
+    // A wrong server URL (no such route there) is a failure too, never "not held".
+    const wrongUrl = await restoreWal([
+      "--on-error",
+      "abort",
+      "--server",
+      `${api.url}/tideline`,
+      "--timeline",
+      "main",
+      name,
+      missing,
+    ]);
+    assert.equal(wrongUrl.status, 255, wrongUrl.stderr);
+    assert.match(wrongUrl.stderr, /No route/);
   });
 
   it("a restart with the local data gone attaches from remote storage and streams on", async () => {

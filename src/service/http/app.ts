@@ -68,7 +68,7 @@ export const errorSchema = {
         what: {
           type: "string",
           description:
-            'With code "not_found": what does not exist, "timeline" or "wal_file" (a client such as restore-wal tells a wrong timeline id from a file not held yet)',
+            'With code "not_found": what does not exist, "timeline", "wal_file" or "route" (a client such as restore-wal tells a wrong timeline id or URL from a file not held yet)',
         },
       },
       required: ["code", "message"],
@@ -210,7 +210,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) =>
     reply
       .code(404)
-      .send(new ApiError(404, "not_found", `No route ${request.method} ${request.url}`).toBody()),
+      .send(
+        new ApiError(
+          404,
+          "not_found",
+          `No route ${request.method} ${request.url}`,
+          "route",
+        ).toBody(),
+      ),
   );
 
   const ctx: RouteContext = {

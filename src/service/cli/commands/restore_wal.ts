@@ -407,7 +407,13 @@ async function fromServer(
       `no timeline "${id}" on ${url.origin}${typeof message === "string" ? `: ${message}` : ""}`,
     );
   }
-  if (response.status === 404 && code === "not_found") {
+  // "Not held" only when the server says so of the file (or says nothing more: older servers);
+  // a wrong URL (no such route) is a failure like any other.
+  if (
+    response.status === 404 &&
+    code === "not_found" &&
+    (what === "wal_file" || what === undefined)
+  ) {
     say(
       `timeline "${id}" on ${url.origin} does not hold ${walFile}${typeof message === "string" ? `: ${message}` : ""}`,
     );
