@@ -1411,14 +1411,20 @@ export class WalDecoder {
    */
   private listedCrc(buf: Buffer, off: number): boolean {
     if (buf !== this.listBuf || off >= this.listEnd) return false;
+    const i = this.listIndex(off);
+    if (i < 0) return false;
+    this.asmCrc = this.listOut[i]! >>> 0;
+    return true;
+  }
+
+  /** The index in the current list of the record at `off` (moving `listAt` on), or -1. */
+  private listIndex(off: number): number {
     const offs = this.listOffs;
     const n = this.listN;
     let i = this.listAt;
     while (i < n && offs[i]! < off) i++;
     this.listAt = i;
-    if (i === n || offs[i] !== off) return false;
-    this.asmCrc = this.listOut[i]! >>> 0;
-    return true;
+    return i < n && offs[i] === off ? i : -1;
   }
 
   /**
@@ -1436,13 +1442,9 @@ export class WalDecoder {
     lo: number,
   ): void {
     if (buf !== this.listBuf || off >= this.listEnd) this.listRecords(native, buf, off, lo);
-    const offs = this.listOffs;
-    const n = this.listN;
-    let i = this.listAt;
-    while (i < n && offs[i]! < off) i++;
-    this.listAt = i;
+    const i = this.listIndex(off);
     let actual: number;
-    if (i < n && offs[i] === off) {
+    if (i >= 0) {
       actual = this.listOut[i]! >>> 0;
     } else {
       actual = native.recordCrc(buf, off);

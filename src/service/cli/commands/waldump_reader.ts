@@ -34,7 +34,6 @@ export interface Chunk {
 }
 
 interface Read {
-  readonly n: number;
   readonly bytes: Buffer;
   readonly crcs: RecordCrcList | undefined;
 }
@@ -80,8 +79,8 @@ export class ChunkReader {
   #nextPos: number;
   #skipFile = -1;
   #reading = 0;
-  /** Every read started and not settled yet: close() waits for them all. */
-  readonly #started = new Set<Promise<Read>>();
+  /** The settle handlers of the reads started and not settled yet: close() waits for them all. */
+  readonly #started = new Set<Promise<void>>();
   #failed = false;
   #error: unknown;
   #closed = false;
@@ -148,7 +147,8 @@ export class ChunkReader {
         this.#failed = true;
         throw error;
       }
-      const { n, bytes, crcs } = read;
+      const { bytes, crcs } = read;
+      const n = bytes.length;
       if (p.file === this.#skipFile) {
         this.#free.push(p.buffer);
         if (crcs !== undefined) this.#freeLists.push(crcs);
@@ -207,7 +207,7 @@ export class ChunkReader {
   async #read(fd: number, buffer: Buffer, want: number, pos: number): Promise<Read> {
     if (this.#ahead === 0) {
       const n = readSync(fd, buffer, 0, want, pos);
-      return { n, bytes: n === buffer.length ? buffer : buffer.subarray(0, n), crcs: undefined };
+      return { bytes: n === buffer.length ? buffer : buffer.subarray(0, n), crcs: undefined };
     }
     const { bytes, crcs } = await readWithRecordCrcs(
       fd,
@@ -217,7 +217,7 @@ export class ChunkReader {
       DEFAULT_PAGE_SIZE,
       this.#freeLists.pop(),
     );
-    return { n: bytes.length, bytes, crcs };
+    return { bytes, crcs };
   }
 
   /**
@@ -258,15 +258,16 @@ export class ChunkReader {
         this.#failed = true;
       }
       this.#reading++;
-      this.#started.add(done);
       // The outcome is handled where `done` is awaited (next() or close()); this handler also
-      // keeps a read that fails before then from counting as an unhandled rejection.
+      // keeps a read that fails before then from counting as an unhandled rejection. close()
+      // awaits the handler itself (it never rejects), so that nothing runs after it.
       const settled = (): void => {
         this.#reading--;
-        this.#started.delete(done);
+        this.#started.delete(handled);
         this.#fill();
       };
-      done.then(settled, settled);
+      const handled = done.then(settled, settled);
+      this.#started.add(handled);
       this.#queue.push({ file: f, pos, want, buffer, done });
       this.#nextPos = pos + this.#chunkSize;
     }
