@@ -87,15 +87,20 @@ const HAVE_TIME = existsSync(TIME);
 /** Runs a process; its wall time (measured here) and, when /usr/bin/time exists, its CPU time. */
 function timed(
   cmd: string,
-  args: string[],
-  env: Record<string, string> = {},
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
 ): { s: number; cpu: number | undefined; stdout: string; stderr: string } {
   const [c, a] = HAVE_TIME ? [TIME, ["-f", "@cpu %U %S", cmd, ...args]] : [cmd, args];
+  // A variable set to undefined in `env` is left out.
+  const merged: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...env })) {
+    if (v !== undefined) merged[k] = v;
+  }
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, {
     encoding: "utf8",
     maxBuffer: 64 * MiB,
-    env: { ...process.env, ...env },
+    env: merged,
   });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error) throw r.error;
@@ -169,8 +174,26 @@ async function main(): Promise<void> {
   const ours: number[] = [];
   const one: number[] = [];
   const js: number[] = [];
-  const cpu: Record<string, number[]> = { theirs: [], ours: [], one: [], js: [] };
+  const cpu: Record<string, number[]> = {
+    theirs: [],
+    ours: [],
+    one: [],
+    js: [],
+    noCa: [],
+    bare: [],
+    bareNoCa: [],
+  };
   const jsEnv = { TIDELINE_NATIVE: "0" };
+  // NODE_EXTRA_CA_CERTS makes Node.js read and parse that CA bundle at every start, before any
+  // of the program runs (~30 ms for Debian's bundle on a 2-CPU VM). Some sandboxes set it for
+  // every process; a fresh machine does not. When it is set, Tideline is also timed without
+  // it, and so is Node.js's bare start-up both ways, so the table shows what it costs.
+  const extraCa = process.env.NODE_EXTRA_CA_CERTS;
+  const noCaEnv = { NODE_EXTRA_CA_CERTS: undefined };
+  const noCa: number[] = [];
+  const bare: number[] = [];
+  const bareNoCa: number[] = [];
+  const bareArgs = ["-e", "0"];
   const jsRun = timed(process.execPath, oursArgs, jsEnv);
   if (jsRun.stdout !== b.stdout) {
     console.log("MISMATCH: the JavaScript CRC run printed other numbers");
@@ -178,22 +201,37 @@ async function main(): Promise<void> {
     return;
   }
   for (let i = 0; i < RUNS; i++) {
-    for (const [key, list, cmd, args, env] of [
+    const runs: [
+      string,
+      number[],
+      string,
+      readonly string[],
+      Record<string, string | undefined>,
+    ][] = [
       ["theirs", theirs, waldump, theirsArgs, {}],
       ["ours", ours, process.execPath, oursArgs, {}],
       ["one", one, process.execPath, oneArgs, {}],
       ["js", js, process.execPath, oursArgs, jsEnv],
-    ] as const) {
-      const r = timed(cmd, [...args], env);
+    ];
+    if (extraCa !== undefined) {
+      runs.push(
+        ["noCa", noCa, process.execPath, oursArgs, noCaEnv],
+        ["bare", bare, process.execPath, bareArgs, {}],
+        ["bareNoCa", bareNoCa, process.execPath, bareArgs, noCaEnv],
+      );
+    }
+    for (const [key, list, cmd, args, env] of runs) {
+      const r = timed(cmd, args, env);
       list.push(r.s);
       if (r.cpu !== undefined) cpu[key]!.push(r.cpu);
     }
   }
-  const row = (name: string, xs: number[], cpus: number[]) => {
+  const row = (name: string, xs: number[], cpus: number[], reads = true) => {
     const m = median(xs);
     const c = cpus.length > 0 ? `${median(cpus).toFixed(2)} s` : "?";
+    const rate = reads ? `${(bytes / 1e6 / m).toFixed(0)} MB/s` : "-";
     console.log(
-      `| ${name} | **${m.toFixed(3)} s** | ${(bytes / 1e6 / m).toFixed(0)} MB/s | ${c} | ${xs.map((x) => x.toFixed(3)).join(", ")} |`,
+      `| ${name} | **${m.toFixed(3)} s** | ${rate} | ${c} | ${xs.map((x) => x.toFixed(3)).join(", ")} |`,
     );
   };
   console.log(
@@ -213,9 +251,24 @@ async function main(): Promise<void> {
     js,
     cpu.js!,
   );
+  if (extraCa !== undefined) {
+    row(`\`tideline waldump --stats\` (default), without NODE_EXTRA_CA_CERTS`, noCa, cpu.noCa!);
+    row(
+      `\`node -e 0\` (Node.js start-up alone), NODE_EXTRA_CA_CERTS=${extraCa}`,
+      bare,
+      cpu.bare!,
+      false,
+    );
+    row("`node -e 0`, without NODE_EXTRA_CA_CERTS", bareNoCa, cpu.bareNoCa!, false);
+  }
   console.log(
     `\nratio tideline / pg_waldump (wall): ${(median(ours) / median(theirs)).toFixed(2)}`,
   );
+  if (extraCa !== undefined) {
+    console.log(
+      `ratio without NODE_EXTRA_CA_CERTS (set here to ${extraCa}): ${(median(noCa) / median(theirs)).toFixed(2)}`,
+    );
+  }
 }
 
 await main();
