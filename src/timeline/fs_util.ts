@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { CancellationToken } from "../lifecycle/index.js";
 
@@ -22,6 +22,35 @@ export async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Writes all of `parts`, one after another, at `position` of `file` (a `writev`, repeated
+ * for what a short write left).
+ *
+ * @example
+ * ```ts
+ * import { open } from "node:fs/promises";
+ * import { writeFully } from "tideline/timeline";
+ * const file = await open("/tmp/out", "w");
+ * await writeFully(file, [Buffer.from("a"), Buffer.from("b")], 0);
+ * await file.close();
+ * ```
+ */
+export async function writeFully(
+  file: FileHandle,
+  parts: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  const rest = parts.filter((p) => p.length > 0);
+  while (rest.length > 0) {
+    const { bytesWritten } = await file.writev(rest, position);
+    if (bytesWritten <= 0) throw new Error(`writev wrote nothing at position ${position}`);
+    position += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+    if (skip > 0) rest[0] = rest[0]!.subarray(skip);
   }
 }
 

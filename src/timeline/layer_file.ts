@@ -23,7 +23,7 @@ import * as zlib from "node:zlib";
 import type { CancellationToken } from "../lifecycle/index.js";
 import { crc32c, type Lsn } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
-import { fsyncDir } from "./fs_util.js";
+import { fsyncDir, writeFully } from "./fs_util.js";
 import type { InMemoryLayer } from "./in_memory_layer.js";
 import { BlockTable, RecordTable } from "./layer_tables.js";
 
@@ -110,6 +110,13 @@ export interface LayerMeta {
   pgTimeline: number;
   /** The PostgreSQL major version of its WAL (0 when not known). */
   pgVersion: number;
+}
+
+/** Total bytes of `parts`. */
+function byteLength(parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return n;
 }
 
 const hex16 = (lsn: Lsn) => lsn.toString(16).toUpperCase().padStart(16, "0");
@@ -224,35 +231,38 @@ export async function writeLayerFile(
     } finally {
       if (copyBuffers.length < MAX_COPY_BUFFERS) copyBuffers.push(buf);
     }
-    const records = layer.records.serialize();
-    const blocks = (layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy()).serialize();
+    // The tables are written from their columns, and the layer opened below keeps them: no
+    // serialized copy, nothing read back or parsed again.
+    const records = layer.records.compact();
+    const blocks = layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy();
     const footer = Buffer.alloc(FOOTER);
+    const recordParts = records.serializedParts();
+    const blockParts = blocks.serializedParts();
+    const recordAt = offset + chunkTable.length;
+    const blockAt = recordAt + byteLength(recordParts);
     footer.writeBigUInt64LE(BigInt(offset), 0);
-    footer.writeBigUInt64LE(BigInt(offset + chunkTable.length), 8);
-    footer.writeBigUInt64LE(BigInt(offset + chunkTable.length + records.length), 16);
+    footer.writeBigUInt64LE(BigInt(recordAt), 8);
+    footer.writeBigUInt64LE(BigInt(blockAt), 16);
     let crc = crc32c(header);
     crc = crc32c(chunkTable, crc);
-    crc = crc32c(records, crc);
-    crc = crc32c(blocks, crc);
+    for (const part of recordParts) crc = crc32c(part, crc);
+    for (const part of blockParts) crc = crc32c(part, crc);
     crc = crc32c(footer.subarray(0, 24), crc);
     footer.writeUInt32LE(crc, 24);
     END_MAGIC.copy(footer, 28);
-    const tail = Buffer.concat([chunkTable, records, blocks, footer]);
-    await file.write(tail, 0, tail.length, offset);
+    const size = blockAt + byteLength(blockParts) + FOOTER;
+    await writeFully(file, [chunkTable, ...recordParts, ...blockParts, footer], offset);
     token.throwIfCancelled();
     if (fsync) await file.sync();
     await file.close();
     closed = true;
     await rename(tmp, join(dir, name));
     if (fsync) await fsyncDir(dir);
-    const size = offset + tail.length;
-    const opened = DiskLayer.fromWritten(
-      join(dir, name),
-      size,
-      header,
-      footer,
-      tail.subarray(0, tail.length - FOOTER),
-    );
+    const opened = DiskLayer.fromWritten(join(dir, name), size, header, footer, {
+      chunks: chunkTable,
+      records,
+      blocks,
+    });
     return { name, size, layer: opened };
   } catch (error) {
     if (!closed) await file.close().catch(() => {});
@@ -335,22 +345,34 @@ export class DiskLayer {
   }
 
   /**
-   * The layer file just written by {@linkcode writeLayerFile}, from the bytes it wrote
-   * (header, footer, and the tables between the WAL and the footer), checked exactly as
-   * {@linkcode open} checks them, without reading the file back.
+   * The layer file just written by {@linkcode writeLayerFile}, from what it wrote: the
+   * header, the footer and the tables themselves (which the layer keeps: they must not
+   * change). Checked as {@linkcode open} checks a file, except for the metadata CRC, which
+   * the writer has just computed over these very tables; nothing is read back.
    */
   static fromWritten(
     path: string,
     size: number,
     header: Buffer,
     footer: Buffer,
-    meta: Buffer,
+    tables: { chunks: Buffer; records: RecordTable; blocks: BlockTable },
   ): DiskLayer {
     const chunkAt = DiskLayer.#check(path, size, header, footer);
-    if (meta.length !== size - FOOTER - chunkAt) {
+    const { chunks, records, blocks } = tables;
+    const sizes = DiskLayer.#sizes(path, size, header, footer);
+    if (
+      chunks.length !== sizes.chunks * 16 ||
+      records.length !== sizes.records ||
+      blocks.length !== sizes.blocks ||
+      chunkAt +
+        chunks.length +
+        records.length * RecordTable.ROW_BYTES +
+        blocks.length * BlockTable.ROW_BYTES !==
+        size - FOOTER
+    ) {
       throw new LayerCorruptError(path, "metadata size mismatch");
     }
-    return DiskLayer.#parse(path, size, header, footer, meta);
+    return DiskLayer.#make(path, size, header, chunks, records, blocks);
   }
 
   /** Checks the header and footer; returns where the metadata (chunk table on) begins. */
@@ -372,22 +394,17 @@ export class DiskLayer {
     return chunkAt;
   }
 
-  /** Verifies the metadata CRC and the table sizes, and loads the tables. */
-  static #parse(
+  /** The table sizes the header gives, checked against where the footer puts the tables. */
+  static #sizes(
     path: string,
     size: number,
     header: Buffer,
     footer: Buffer,
-    meta: Buffer,
-  ): DiskLayer {
+  ): { chunks: number; records: number; blocks: number } {
     const bad = (detail: string) => new LayerCorruptError(path, detail);
     const chunkAt = Number(footer.readBigUInt64LE(0));
     const recordAt = Number(footer.readBigUInt64LE(8));
     const blockAt = Number(footer.readBigUInt64LE(16));
-    let crc = crc32c(header);
-    crc = crc32c(meta, crc);
-    crc = crc32c(footer.subarray(0, 24), crc);
-    if (crc !== footer.readUInt32LE(24)) throw bad("metadata CRC mismatch");
     const records = header.readUInt32LE(48);
     const blocks = header.readUInt32LE(52);
     const chunks = header.readUInt32LE(56);
@@ -396,17 +413,48 @@ export class DiskLayer {
       throw bad("record table size mismatch");
     if (size - FOOTER - blockAt !== blocks * BlockTable.ROW_BYTES)
       throw bad("block table size mismatch");
-    const layer = new DiskLayer(
+    return { chunks, records, blocks };
+  }
+
+  /** Verifies the metadata CRC and the table sizes, and loads the tables. */
+  static #parse(
+    path: string,
+    size: number,
+    header: Buffer,
+    footer: Buffer,
+    meta: Buffer,
+  ): DiskLayer {
+    const chunkAt = Number(footer.readBigUInt64LE(0));
+    const recordAt = Number(footer.readBigUInt64LE(8));
+    const blockAt = Number(footer.readBigUInt64LE(16));
+    let crc = crc32c(header);
+    crc = crc32c(meta, crc);
+    crc = crc32c(footer.subarray(0, 24), crc);
+    if (crc !== footer.readUInt32LE(24)) throw new LayerCorruptError(path, "metadata CRC mismatch");
+    const { chunks, records, blocks } = DiskLayer.#sizes(path, size, header, footer);
+    return DiskLayer.#make(
       path,
-      header,
       size,
+      header,
       meta.subarray(0, chunks * 16),
       RecordTable.deserialize(meta.subarray(recordAt - chunkAt), records),
       BlockTable.deserialize(meta.subarray(blockAt - chunkAt), blocks),
     );
+  }
+
+  /** The layer, once its name is checked against the range it holds. */
+  static #make(
+    path: string,
+    size: number,
+    header: Buffer,
+    chunks: Buffer,
+    records: RecordTable,
+    blocks: BlockTable,
+  ): DiskLayer {
+    const layer = new DiskLayer(path, header, size, chunks, records, blocks);
     const expectedName = layerFileName(layer.start, layer.end);
     if (basename(path) !== expectedName)
-      throw bad(`its range says it should be named ${expectedName}`);
+      throw new LayerCorruptError(path, `its range says it should be named ${expectedName}`);
     return layer;
   }
 

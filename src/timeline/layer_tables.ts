@@ -27,15 +27,19 @@ type ColumnType = typeof BigUint64Array | typeof Uint32Array | typeof Uint8Array
 
 /** Writes the first `n` values of each column, one column after another. */
 function serializeColumns(columns: readonly Column[], n: number): Buffer {
-  const out = Buffer.alloc(columns.reduce((size, c) => size + n * c.BYTES_PER_ELEMENT, 0));
-  let o = 0;
-  for (const col of columns) {
-    o += Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT).copy(out, o);
-  }
-  return out;
+  return Buffer.concat(columnBytes(columns, n));
 }
 
-/** Reads what {@linkcode serializeColumns} wrote: `n` values of each type, in order (copies, so aligned). */
+/** Byte views of the first `n` values of each column, in order: the serialized table. */
+function columnBytes(columns: readonly Column[], n: number): Buffer[] {
+  return columns.map((col) => Buffer.from(col.buffer, col.byteOffset, n * col.BYTES_PER_ELEMENT));
+}
+
+/** `col` itself when it holds exactly `n` values, else a copy of its first `n`. */
+function exact<T extends Column>(col: T, n: number): T {
+  return (col.length === n ? col : col.slice(0, n)) as T;
+}
+
 function deserializeColumns(buf: Buffer, n: number, types: readonly ColumnType[]): Column[] {
   let o = 0;
   return types.map((Type) => {
@@ -204,10 +208,50 @@ export class RecordTable {
 
   /** Serializes the rows column by column. */
   serialize(): Buffer {
-    return serializeColumns(
-      [this.lsn, this.end, this.xid, this.totLen, this.rmid, this.info],
-      this.length,
-    );
+    return serializeColumns(this.#columns(), this.length);
+  }
+
+  /**
+   * What {@linkcode serialize} returns, as views of the columns (one per column, in order):
+   * for writing the table without copying it. Valid while the table is not pushed to.
+   *
+   * @example
+   * ```ts
+   * const parts = table.serializedParts();
+   * Buffer.concat(parts).equals(table.serialize()); // true
+   * ```
+   */
+  serializedParts(): Buffer[] {
+    return columnBytes(this.#columns(), this.length);
+  }
+
+  /**
+   * The same rows in columns of exactly `length` values (this table when its columns are
+   * already that long): what a table that stays in memory should keep, not the room grown
+   * for more rows.
+   *
+   * @example
+   * ```ts
+   * const kept = table.compact();
+   * kept.lsn.length === table.length; // true
+   * ```
+   */
+  compact(): RecordTable {
+    const n = this.length;
+    if (this.#columns().every((col) => col.length === n)) return this;
+    const t = new RecordTable();
+    t.lsn = exact(this.lsn, n);
+    t.end = exact(this.end, n);
+    t.xid = exact(this.xid, n);
+    t.totLen = exact(this.totLen, n);
+    t.rmid = exact(this.rmid, n);
+    t.info = exact(this.info, n);
+    t.length = n;
+    return t;
+  }
+
+  #columns(): Column[] {
+    return [this.lsn, this.end, this.xid, this.totLen, this.rmid, this.info];
   }
 
   /** Reads what {@linkcode serialize} wrote. */
@@ -396,10 +440,24 @@ export class BlockTable {
 
   /** Serializes the rows column by column (call on a sorted table). */
   serialize(): Buffer {
-    return serializeColumns(
-      [this.spc, this.db, this.rel, this.blk, this.record, this.fork, this.flags],
-      this.length,
-    );
+    return serializeColumns(this.#columns(), this.length);
+  }
+
+  /**
+   * What {@linkcode serialize} returns, as views of the columns (one per column, in order):
+   * for writing the table without copying it. Valid while the table is not pushed to.
+   *
+   * @example
+   * ```ts
+   * const parts = table.sortedCopy().serializedParts();
+   * ```
+   */
+  serializedParts(): Buffer[] {
+    return columnBytes(this.#columns(), this.length);
+  }
+
+  #columns(): Column[] {
+    return [this.spc, this.db, this.rel, this.blk, this.record, this.fork, this.flags];
   }
 
   /** Reads what {@linkcode serialize} wrote. */

@@ -1056,7 +1056,8 @@ export class Timeline {
       end: layer.end,
       size,
       records: layer.records.length,
-      relFilter: relationFilter(layer.blocks),
+      // The sorted table: one hash per relation fork, not one per run of it in WAL order.
+      relFilter: relationFilter(disk.blocks),
     };
     const index: TimelineIndex = {
       ...this.#index,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { BlockTable } from "../../src/timeline/index.js";
+import { BlockTable, RecordTable } from "../../src/timeline/index.js";
 
 const COLUMNS = ["spc", "db", "rel", "fork", "blk", "flags"] as const;
 
@@ -44,6 +44,42 @@ describe("BlockTable.sortedCopy", () => {
         });
       }),
       { seed: 42, numRuns: 300 },
+    );
+  });
+});
+
+describe("serializedParts and compact", () => {
+  it("the parts concatenate to serialize(), and a compact record table round-trips", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            lsn: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+            len: fc.integer({ min: 24, max: 1 << 20 }),
+            xid: fc.integer({ min: 0, max: 0xffff_ffff }),
+            rmid: fc.integer({ min: 0, max: 255 }),
+            info: fc.integer({ min: 0, max: 255 }),
+          }),
+          { maxLength: 300 },
+        ),
+        (rows) => {
+          const t = new RecordTable();
+          for (const r of rows) t.push(r.lsn, r.lsn + BigInt(r.len), r.xid, r.len, r.rmid, r.info);
+          assert.ok(Buffer.concat(t.serializedParts()).equals(t.serialize()));
+          const c = t.compact();
+          for (const col of [c.lsn, c.end, c.xid, c.totLen, c.rmid, c.info]) {
+            assert.equal(col.length, rows.length);
+          }
+          assert.ok(c.serialize().equals(t.serialize()));
+          assert.deepEqual(RecordTable.deserialize(c.serialize(), c.length), c);
+          // Already exact: the same table.
+          assert.equal(c.compact(), c);
+          const b = new BlockTable();
+          for (const [i, r] of rows.entries()) b.pushRaw(r.xid, 5, r.rmid, r.info & 3, r.len, 0, i);
+          const sorted = b.sortedCopy();
+          assert.ok(Buffer.concat(sorted.serializedParts()).equals(sorted.serialize()));
+        },
+      ),
     );
   });
 });
