@@ -10,8 +10,10 @@
  * again both without fsync (`--no-sync`). The page cache is synced once before the rounds,
  * and each run's output is deleted right after it, so writeback of one run's (or the
  * server's) dirty pages does not land in another run's fsyncs. Each
- * measurement is the tool's whole process, wall time; the order alternates over the
- * rounds and the median is reported. Tideline also decodes and indexes every record.
+ * measurement is the tool's whole process, wall time; the order is shuffled every round
+ * (seeded) and the median is reported. Tideline also decodes and indexes
+ * every record. When NODE_EXTRA_CA_CERTS is set, Tideline also runs without it (rows
+ * "..., without NODE_EXTRA_CA_CERTS"): Node.js parses that bundle at every start.
  *
  * With TIDELINE_BENCH_INGEST_BASELINE=/path/to/another/dist/cli/main.js, that build
  * of Tideline runs in every round too (rows "... (baseline)"): a before/after in one run.
@@ -27,10 +29,16 @@ const ROUNDS = Number(process.env.TIDELINE_BENCH_ROUNDS ?? 3);
 const SCALE = Number(process.env.TIDELINE_BENCH_INGEST_SCALE ?? 45);
 const BASELINE = process.env.TIDELINE_BENCH_INGEST_BASELINE;
 
-function time(cmd: string, args: string[]): Promise<number> {
+/** NODE_EXTRA_CA_CERTS, when this machine sets it (see the runs without it below). */
+const EXTRA_CA = process.env.NODE_EXTRA_CA_CERTS;
+
+function time(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(cmd, args, {
+      stdio: ["ignore", "ignore", "pipe"],
+      ...(env !== undefined ? { env } : {}),
+    });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
     child.on("close", (code) => {
@@ -41,15 +49,42 @@ function time(cmd: string, args: string[]): Promise<number> {
 }
 
 /**
- * Times one run, then removes what it wrote (untimed): dirty pages of a deleted file are
- * dropped, not written back, so no run's writeback lands in a later run's fsyncs.
+ * Times one run, then removes what it wrote and syncs (untimed): dirty pages of a deleted
+ * file are dropped, not written back, so no run's writeback lands in a later run's fsyncs;
+ * and the sync makes the filesystem commit the deletion now (on a filesystem mounted with
+ * `discard`, such as this machine's, that commit also discards the freed blocks, which took
+ * hundreds of milliseconds of the next run's fsyncs when left to it).
  */
-async function timeThenRemove(out: string, cmd: string, args: string[]): Promise<number> {
+async function timeThenRemove(
+  out: string,
+  cmd: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<number> {
   try {
-    return await time(cmd, args);
+    return await time(cmd, args, env);
   } finally {
     rmSync(out, { recursive: true, force: true });
+    spawnSync("sync");
   }
+}
+
+/** A copy of `items` in a pseudo-random order drawn from `seed` (mulberry32, Fisher-Yates). */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  let state = seed >>> 0;
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -64,11 +99,11 @@ async function main() {
       wal_keep_size: "4GB",
       max_wal_size: "4GB",
       max_wal_senders: 6,
-      max_replication_slots: Math.max(20, ROUNDS * 6 + 4),
+      max_replication_slots: Math.max(20, ROUNDS * 8 + 4),
     },
   });
   try {
-    const perRound = BASELINE === undefined ? 4 : 6;
+    const perRound = 4 + (BASELINE === undefined ? 0 : 2) + (EXTRA_CA === undefined ? 0 : 2);
     const slots = Array.from({ length: ROUNDS * perRound }, (_, i) => `bench_${i}`);
     await pg.sql(
       slots.map((s) => `SELECT pg_create_physical_replication_slot('${s}', true);`).join("\n"),
@@ -92,11 +127,21 @@ async function main() {
     const results: Record<string, number[]> = {
       "pg_receivewal -E": [],
       "tideline ingest --end-lsn": [],
+      ...(EXTRA_CA !== undefined
+        ? { "tideline ingest --end-lsn, without NODE_EXTRA_CA_CERTS": [] }
+        : {}),
       ...(BASELINE !== undefined ? { "tideline ingest --end-lsn (baseline)": [] } : {}),
       "pg_receivewal -E --no-sync": [],
       "tideline ingest --end-lsn --no-sync": [],
+      ...(EXTRA_CA !== undefined
+        ? { "tideline ingest --end-lsn --no-sync, without NODE_EXTRA_CA_CERTS": [] }
+        : {}),
       ...(BASELINE !== undefined ? { "tideline ingest --end-lsn --no-sync (baseline)": [] } : {}),
     };
+    // Node.js reads and parses the NODE_EXTRA_CA_CERTS bundle at every start (~30 ms here),
+    // before any of Tideline runs; a fresh machine does not set it.
+    const noExtraCa = { ...process.env };
+    delete noExtraCa.NODE_EXTRA_CA_CERTS;
     for (let round = 0; round < ROUNDS; round++) {
       const dir = mkdtempSync(join(tmpdir(), "tideline-bench-ingest-"));
       const receivewal = (slot: string, extra: string[], label: string) => async () => {
@@ -118,23 +163,34 @@ async function main() {
         );
       };
       const tideline =
-        (slot: string, extra: string[], label: string, main = "dist/cli/main.js") =>
+        (
+          slot: string,
+          extra: string[],
+          label: string,
+          main = "dist/cli/main.js",
+          env?: NodeJS.ProcessEnv,
+        ) =>
         async () => {
           const out = join(dir, `tideline-${slot}`);
           results[label]!.push(
-            await timeThenRemove(out, process.execPath, [
-              main,
-              "ingest",
-              "--source",
-              url,
-              "--slot",
-              slot,
-              "--data-dir",
+            await timeThenRemove(
               out,
-              "--end-lsn",
-              endText,
-              ...extra,
-            ]),
+              process.execPath,
+              [
+                main,
+                "ingest",
+                "--source",
+                url,
+                "--slot",
+                slot,
+                "--data-dir",
+                out,
+                "--end-lsn",
+                endText,
+                ...extra,
+              ],
+              env,
+            ),
           );
         };
       const slot = (k: number) => slots[round * perRound + k]!;
@@ -144,19 +200,40 @@ async function main() {
         receivewal(slot(2), ["--no-sync"], "pg_receivewal -E --no-sync"),
         tideline(slot(3), ["--no-sync"], "tideline ingest --end-lsn --no-sync"),
       ];
+      let next = 4;
       if (BASELINE !== undefined) {
-        runs.splice(2, 0, tideline(slot(4), [], "tideline ingest --end-lsn (baseline)", BASELINE));
         runs.push(
+          tideline(slot(next++), [], "tideline ingest --end-lsn (baseline)", BASELINE),
           tideline(
-            slot(5),
+            slot(next++),
             ["--no-sync"],
             "tideline ingest --end-lsn --no-sync (baseline)",
             BASELINE,
           ),
         );
       }
-      if (round % 2 === 1) runs.reverse();
-      for (const run of runs) await run();
+      if (EXTRA_CA !== undefined) {
+        runs.push(
+          tideline(
+            slot(next++),
+            [],
+            "tideline ingest --end-lsn, without NODE_EXTRA_CA_CERTS",
+            undefined,
+            noExtraCa,
+          ),
+          tideline(
+            slot(next++),
+            ["--no-sync"],
+            "tideline ingest --end-lsn --no-sync, without NODE_EXTRA_CA_CERTS",
+            undefined,
+            noExtraCa,
+          ),
+        );
+      }
+      // A new order every round (seeded, so reruns repeat it): a run is slowed by what the one
+      // before it left behind, and with a fixed cyclic order the same run always follows the
+      // same one.
+      for (const run of shuffled(runs, round + 1)) await run();
       rmSync(dir, { recursive: true, force: true });
     }
     console.log(`\n${ROUNDS} rounds, median wall time of the whole process:\n`);
