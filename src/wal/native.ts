@@ -72,6 +72,12 @@ export interface NativeCrc {
     result: Int32Array,
     callback: (error: Error | null, bytesRead?: number) => void,
   ): void;
+  /**
+   * Starts writing the dirty pages of bytes `[offset, offset + length)` of file `fd` to disk
+   * without waiting (Linux's `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later fsync
+   * has less left to do. False where the system has no such call. Not a durability guarantee.
+   */
+  startWriteback(fd: number, offset: number, length: number): boolean;
   /** `"sse4.2"` (the x86-64 instruction) or `"table"`. */
   readonly impl: string;
 }

@@ -1,12 +1,34 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { arch } from "node:os";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { arch, platform, tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32c } from "@node-rs/crc32";
 import fc from "fast-check";
 import { crc32cRange, recordCrc32c } from "../../src/wal/crc32c.js";
 import { crcImplementation, nativeCrc } from "../../src/wal/native.js";
+
+/** The two ends of a pipe (a FIFO opened both ways: Node.js has no pipe(2)). */
+function pipeFds(): [number, number] {
+  const dir = mkdtempSync(join(tmpdir(), "tideline-fifo-"));
+  const path = join(dir, "p");
+  execFileSync("mkfifo", [path]);
+  const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const w = openSync(path, constants.O_WRONLY);
+  rmSync(dir, { recursive: true, force: true });
+  return [r, w];
+}
 
 const built = existsSync(new URL("../../../native/build/crc32c.node", import.meta.url));
 const native = nativeCrc();
@@ -122,5 +144,28 @@ describe("the native CRC-32C addon", () => {
     assert.throws(() => native.crc32c(buf, 0, Number.POSITIVE_INFINITY, 0), TypeError);
     assert.throws(() => native.recordCrcs(buf, Int32Array.of(0), Number.NaN, out), TypeError);
     assert.throws(() => native.recordCrcs(buf, [0] as unknown as Int32Array, 1, out), TypeError);
+  });
+  it("starts the writeback of a file's dirty range (Linux), and says false where it cannot", (t) => {
+    if (native === undefined) return t.skip("addon not built");
+    const dir = mkdtempSync(join(tmpdir(), "tideline-writeback-"));
+    try {
+      const fd = openSync(join(dir, "f"), "w");
+      try {
+        writeSync(fd, Buffer.alloc(1 << 20, 1), 0, 1 << 20, 0);
+        assert.equal(native.startWriteback(fd, 0, 1 << 20), platform() === "linux");
+      } finally {
+        closeSync(fd);
+      }
+      // A pipe is no file (ESPIPE), a closed descriptor none (EBADF): false, never a throw.
+      const [r, w] = pipeFds();
+      assert.equal(native.startWriteback(w, 0, 10), false);
+      closeSync(r);
+      closeSync(w);
+      assert.equal(native.startWriteback(w, 0, 10), false);
+      assert.throws(() => native.startWriteback(-1, 0, 1), TypeError);
+      assert.throws(() => native.startWriteback(fd, 0.5, 1), TypeError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
