@@ -35,15 +35,16 @@
  *                                        reads a chunk of a file and lists it as
  *                                        listRecordCrcs does, on libuv's thread pool (see
  *                                        js_read_record_crcs_async).
- *   startWriteback(fd, offset, length)  starts writing a dirty file range to disk without
- *                                        waiting (sync_file_range; false where it does not
- *                                        exist), so that a later fsync has less to do.
+ *   writeAsync(fd, position, buf, startWriteback, callback)
+ *                                        writes buf at `position` on libuv's thread pool and,
+ *                                        if asked, starts writing that range to disk without
+ *                                        waiting (sync_file_range, on Linux), so that a later
+ *                                        fsync has less to do (see js_write_async).
  *   crc32cPortable(buf, start, end, crc) crc32c without the CPU instruction (for tests).
  *   impl                                "sse4.2" or "table": what crc32c and recordCrc use.
  */
 /* pread(), and 64-bit file offsets everywhere. */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE
 #define _FILE_OFFSET_BITS 64
 #include <node_api.h>
 #include <pthread.h>
@@ -53,9 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/syscall.h>
-#endif
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -733,26 +731,156 @@ static napi_value js_read_record_crcs_async(napi_env env, napi_callback_info inf
   return NULL;
 }
 
-/* startWriteback(fd, offset, length): asks the kernel to start writing the dirty pages of
- * that range of the file to disk, without waiting for it (Linux's sync_file_range with
- * SYNC_FILE_RANGE_WRITE), so that a later fsync finds most of them written. Returns false
- * where that does not exist. Durability still needs the fsync. */
-static napi_value js_start_writeback(napi_env env, napi_callback_info info) {
-  size_t argc;
-  napi_value argv[3], out;
-  int64_t fd, offset, length;
-  if (!get_args(env, info, 3, 3, argv, &argc, "startWriteback(fd, offset, length) takes 3 arguments") ||
-      !get_index(env, argv[0], "startWriteback: fd must be a non-negative integer", &fd) ||
-      !get_index(env, argv[1], "startWriteback: offset must be a non-negative integer", &offset) ||
-      !get_index(env, argv[2], "startWriteback: length must be a non-negative integer", &length))
-    return NULL;
-  int started = 0;
-#if defined(__linux__) && defined(SYS_sync_file_range)
-  if (fd <= 0x7FFFFFFF)
-    started = syscall(SYS_sync_file_range, (int)fd, (off_t)offset, (off_t)length, 2u) == 0;
+/* Starts writing the dirty pages of [offset, offset + length) of file `fd` to disk without
+ * waiting for it (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE), so that a later fsync
+ * finds most of them written; does nothing elsewhere, or for an empty range (to
+ * sync_file_range, a length of 0 means "to the end of the file"). Called on the thread pool:
+ * it can block while the disk's queue is full. Durability still needs the fsync. */
+#if defined(__linux__)
+/* Declared here rather than with _GNU_SOURCE, which would also switch strerror_r to the GNU
+ * one. glibc and musl export it with 64-bit offsets (_FILE_OFFSET_BITS is 64 here) and pass
+ * them right on every architecture, which a variadic syscall() would not. */
+extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
 #endif
-  CHECK(napi_get_boolean(env, started, &out));
-  return out;
+static void start_writeback(int fd, int64_t offset, size_t length) {
+#if defined(__linux__)
+  if (length > 0) (void)sync_file_range(fd, (off_t)offset, (off_t)length, 2u /* SYNC_FILE_RANGE_WRITE */);
+#else
+  (void)fd;
+  (void)offset;
+  (void)length;
+#endif
+}
+
+/* writeAsync(fd, position, buf, startWriteback, callback): on libuv's thread pool, writes all
+ * of buf at `position` of file `fd` (pwrite, until done), then, when startWriteback is true,
+ * starts that range's writeback (start_writeback); callback(error, n) runs on the calling
+ * thread. One job for both, off the calling thread. `fd` must stay open, and buf unchanged,
+ * until the callback. */
+struct write_job {
+  int fd;
+  int writeback;
+  int64_t position;
+  const uint8_t *data;
+  size_t len;
+  size_t done;
+  int err;
+  napi_async_work work;
+  napi_ref refs[2]; /* buf, callback */
+};
+
+static void write_job_execute(napi_env env, void *data) {
+  (void)env;
+  struct write_job *job = (struct write_job *)data;
+  while (job->done < job->len) {
+    ssize_t n = pwrite(job->fd, job->data + job->done, job->len - job->done,
+                       (off_t)(job->position + (int64_t)job->done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      job->err = errno;
+      return;
+    }
+    if (n == 0) {
+      job->err = EIO;
+      return;
+    }
+    job->done += (size_t)n;
+  }
+  if (job->writeback) start_writeback(job->fd, job->position, job->len);
+}
+
+static void write_job_free(napi_env env, struct write_job *job) {
+  for (int i = 0; i < 2; i++)
+    if (job->refs[i] != NULL) napi_delete_reference(env, job->refs[i]);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static void write_job_complete(napi_env env, napi_status status, void *data) {
+  struct write_job *job = (struct write_job *)data;
+  napi_value cb, global, args[2];
+  if (napi_get_reference_value(env, job->refs[1], &cb) == napi_ok && cb != NULL &&
+      napi_get_global(env, &global) == napi_ok) {
+    if (status != napi_ok || job->err != 0) {
+      char message[160], reason[96];
+      const char *code = status != napi_ok ? NULL : errno_code(job->err);
+      if (status != napi_ok) {
+        snprintf(message, sizeof message, "writeAsync: the work was cancelled");
+      } else {
+        if (strerror_r(job->err, reason, sizeof reason) != 0)
+          snprintf(reason, sizeof reason, "errno %d", job->err);
+        snprintf(message, sizeof message, "%s%s%s, pwrite", code != NULL ? code : "",
+                 code != NULL ? ": " : "", reason);
+      }
+      napi_value msg, code_value = NULL;
+      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+      if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+      napi_create_error(env, code_value, msg, &args[0]);
+      if (status == napi_ok) {
+        napi_value errno_value, syscall_name;
+        napi_create_int32(env, -job->err, &errno_value);
+        napi_set_named_property(env, args[0], "errno", errno_value);
+        napi_create_string_utf8(env, "pwrite", NAPI_AUTO_LENGTH, &syscall_name);
+        napi_set_named_property(env, args[0], "syscall", syscall_name);
+      }
+      napi_get_undefined(env, &args[1]);
+    } else {
+      napi_get_null(env, &args[0]);
+      napi_create_double(env, (double)job->done, &args[1]);
+    }
+    /* An exception thrown by the callback is left pending: Node.js reports it as uncaught. */
+    napi_call_function(env, global, cb, 2, args, NULL);
+  }
+  write_job_free(env, job);
+}
+
+static napi_value js_write_async(napi_env env, napi_callback_info info) {
+  size_t argc, len;
+  napi_value argv[5], name;
+  int64_t fd, position;
+  uint8_t *data;
+  bool writeback;
+  napi_valuetype t;
+  if (!get_args(env, info, 5, 5, argv, &argc,
+                "writeAsync(fd, position, buf, startWriteback, callback) takes 5 arguments") ||
+      !get_index(env, argv[0], "writeAsync: fd must be a non-negative integer", &fd) ||
+      !get_index(env, argv[1], "writeAsync: position must be a non-negative integer", &position) ||
+      !get_bytes(env, argv[2], "writeAsync: buf must be a Uint8Array", &data, &len))
+    return NULL;
+  if (napi_typeof(env, argv[3], &t) != napi_ok || t != napi_boolean ||
+      napi_get_value_bool(env, argv[3], &writeback) != napi_ok) {
+    napi_throw_type_error(env, NULL, "writeAsync: startWriteback must be a boolean");
+    return NULL;
+  }
+  if (napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "writeAsync: callback must be a function");
+    return NULL;
+  }
+  if (fd > 0x7FFFFFFF) {
+    napi_throw_range_error(env, NULL, "writeAsync: fd must fit 31 bits");
+    return NULL;
+  }
+  struct write_job *job = (struct write_job *)calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "writeAsync: out of memory");
+    return NULL;
+  }
+  job->fd = (int)fd;
+  job->position = position;
+  job->data = data;
+  job->len = len;
+  job->writeback = writeback;
+  if (napi_create_reference(env, argv[2], 1, &job->refs[0]) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &job->refs[1]) != napi_ok ||
+      napi_create_string_utf8(env, "tideline.write", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, write_job_execute, write_job_complete, job,
+                             &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    write_job_free(env, job);
+    napi_throw_error(env, NULL, "writeAsync: could not queue the work");
+    return NULL;
+  }
+  return NULL;
 }
 
 /* Tables and the implementation are chosen once per process: worker threads load the
@@ -784,7 +912,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"recordCrcs", js_record_crcs},
       {"listRecordCrcs", js_list_record_crcs},
       {"readRecordCrcsAsync", js_read_record_crcs_async},
-      {"startWriteback", js_start_writeback},
+      {"writeAsync", js_write_async},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

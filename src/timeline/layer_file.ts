@@ -21,7 +21,7 @@ import { open, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import * as zlib from "node:zlib";
 import type { CancellationToken } from "../lifecycle/index.js";
-import { crc32c, type Lsn, nativeCrc } from "../wal/index.js";
+import { crc32c, type Lsn, type NativeCrc, nativeCrc } from "../wal/index.js";
 import { LayerCorruptError } from "./errors.js";
 import { fsyncDir, writeFully } from "./fs_util.js";
 import type { InMemoryLayer } from "./in_memory_layer.js";
@@ -112,6 +112,22 @@ export interface LayerMeta {
   pgVersion: number;
 }
 
+/** `native.writeAsync` of all of `data`, as a promise. */
+function nativeWrite(
+  native: NativeCrc,
+  fd: number,
+  position: number,
+  data: Uint8Array,
+  startWriteback: boolean,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    native.writeAsync(fd, position, data, startWriteback, (error) => {
+      if (error === null) resolve();
+      else reject(error);
+    });
+  });
+}
+
 /** Total bytes of `parts`. */
 function byteLength(parts: readonly Uint8Array[]): number {
   let n = 0;
@@ -174,7 +190,7 @@ const MAX_COPY_BUFFERS = 4;
  * brought into cache, far more than the copy costs (see BENCHMARKS.md). Chunks are written
  * one at a time: writing four at once (fewer hand-offs to the thread pool) made the fsync-ing
  * runs of the ingest benchmark 0.3-0.5 s slower there. With fsync, each chunk's writeback
- * starts as soon as it is written (`startWriteback`, with the native addon on Linux).
+ * starts as soon as it is written (the native addon's `writeAsync`, on Linux).
  *
  * @example
  * ```ts
@@ -215,10 +231,11 @@ export async function writeLayerFile(
 
     const chunkTable = Buffer.alloc(chunkCount * 16);
     let offset = HEADER;
-    // With fsync, each chunk's writeback is started as soon as it is written (with the native
-    // addon, on Linux), so that the disk works while the next chunks are made and the fsync
-    // below finds little left to write.
-    const writeback = fsync ? nativeCrc() : undefined;
+    // With the native addon, a chunk is written by a pool job which, with fsync, also starts
+    // writing it to disk at once (on Linux), so that the disk works while the next chunks are
+    // made and the fsync below finds little left to write. (On the pool: it can block while
+    // the disk's queue is full, and the ingest thread must not.)
+    const native = nativeCrc();
     const buf = copyBuffers.pop() ?? Buffer.allocUnsafeSlow(LAYER_CHUNK_SIZE);
     try {
       for (let i = 0; i < chunkCount; i++) {
@@ -232,8 +249,8 @@ export async function writeLayerFile(
         chunkTable.writeBigUInt64LE(BigInt(offset), i * 16);
         chunkTable.writeUInt32LE(data.length, i * 16 + 8);
         chunkTable.writeUInt32LE(crc32c(data), i * 16 + 12);
-        await file.write(data, 0, data.length, offset);
-        writeback?.startWriteback(file.fd, offset, data.length);
+        if (native === undefined) await writeFully(file, [data], offset);
+        else await nativeWrite(native, file.fd, offset, data, fsync);
         offset += data.length;
       }
     } finally {
@@ -242,7 +259,8 @@ export async function writeLayerFile(
     // The tables are written from their columns, and the layer opened below keeps them: no
     // serialized copy, nothing read back or parsed again.
     const records = layer.records.compact();
-    const blocks = layer.blocks.sorted ? layer.blocks : layer.blocks.sortedCopy();
+    // (A table that was never pushed to is sorted, and may hold room reserved for rows.)
+    const blocks = layer.blocks.sorted ? layer.blocks.compact() : layer.blocks.sortedCopy();
     const footer = Buffer.alloc(FOOTER);
     const recordParts = records.serializedParts();
     const blockParts = blocks.serializedParts();

@@ -73,11 +73,20 @@ export interface NativeCrc {
     callback: (error: Error | null, bytesRead?: number) => void,
   ): void;
   /**
-   * Starts writing the dirty pages of bytes `[offset, offset + length)` of file `fd` to disk
-   * without waiting (Linux's `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later fsync
-   * has less left to do. False where the system has no such call. Not a durability guarantee.
+   * On libuv's thread pool: writes all of `buf` at `position` of file `fd` and then, when
+   * `startWriteback` is true, starts writing that range to disk without waiting for it
+   * (Linux's `sync_file_range(SYNC_FILE_RANGE_WRITE)`; nothing elsewhere), so that a later
+   * fsync has less left to do. Not a durability guarantee. `callback(null, n)`, or
+   * `callback(error)` (`code` such as "EBADF", `errno`, `syscall` "pwrite"), runs on the
+   * calling thread; `fd` must stay open, and `buf` unchanged, until then.
    */
-  startWriteback(fd: number, offset: number, length: number): boolean;
+  writeAsync(
+    fd: number,
+    position: number,
+    buf: Uint8Array,
+    startWriteback: boolean,
+    callback: (error: Error | null, bytesWritten?: number) => void,
+  ): void;
   /** `"sse4.2"` (the x86-64 instruction) or `"table"`. */
   readonly impl: string;
 }
@@ -133,7 +142,14 @@ export function nativeCrc(): NativeCrc | undefined {
   try {
     const mod = createRequire(import.meta.url)(path) as NativeCrc;
     const missing = (
-      ["crc32c", "recordCrc", "recordCrcs", "listRecordCrcs", "readRecordCrcsAsync"] as const
+      [
+        "crc32c",
+        "recordCrc",
+        "recordCrcs",
+        "listRecordCrcs",
+        "readRecordCrcsAsync",
+        "writeAsync",
+      ] as const
     ).filter((name) => typeof mod[name] !== "function");
     if (missing.length > 0) {
       loadError = `${path} is not this version's CRC-32C addon (no ${missing.join(", ")}; rebuild it with npm run build)`;

@@ -52,4 +52,20 @@ describe("writeFully", () => {
     assert.ok(readFileSync(path).equals(want));
     assert.equal(calls, Math.ceil((want.length - 3) / 7));
   });
+  it("writes nothing for only empty parts, and throws rather than loop when a write makes no progress", async () => {
+    let calls = 0;
+    const counting = {
+      async writev() {
+        calls++;
+        return { bytesWritten: 0, buffers: [] };
+      },
+    } as unknown as FileHandle;
+    await writeFully(counting, [Buffer.alloc(0), new Uint8Array(0)], 0);
+    assert.equal(calls, 0);
+    await assert.rejects(
+      writeFully(counting, [Buffer.from("x")], 42),
+      /wrote nothing at position 42/,
+    );
+    assert.equal(calls, 1);
+  });
 });

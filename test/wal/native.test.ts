@@ -1,34 +1,13 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
-import { arch, platform, tmpdir } from "node:os";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { arch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32c } from "@node-rs/crc32";
 import fc from "fast-check";
 import { crc32cRange, recordCrc32c } from "../../src/wal/crc32c.js";
 import { crcImplementation, nativeCrc } from "../../src/wal/native.js";
-
-/** The two ends of a pipe (a FIFO opened both ways: Node.js has no pipe(2)). */
-function pipeFds(): [number, number] {
-  const dir = mkdtempSync(join(tmpdir(), "tideline-fifo-"));
-  const path = join(dir, "p");
-  execFileSync("mkfifo", [path]);
-  const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const w = openSync(path, constants.O_WRONLY);
-  rmSync(dir, { recursive: true, force: true });
-  return [r, w];
-}
 
 const built = existsSync(new URL("../../../native/build/crc32c.node", import.meta.url));
 const native = nativeCrc();
@@ -145,25 +124,45 @@ describe("the native CRC-32C addon", () => {
     assert.throws(() => native.recordCrcs(buf, Int32Array.of(0), Number.NaN, out), TypeError);
     assert.throws(() => native.recordCrcs(buf, [0] as unknown as Int32Array, 1, out), TypeError);
   });
-  it("starts the writeback of a file's dirty range (Linux), and says false where it cannot", (t) => {
+  it("writes a buffer at a position on the pool (with or without starting its writeback), and reports errors", async (t) => {
     if (native === undefined) return t.skip("addon not built");
-    const dir = mkdtempSync(join(tmpdir(), "tideline-writeback-"));
+    const write = (fd: number, position: number, buf: Uint8Array, wb: boolean) =>
+      new Promise<number>((resolve, reject) =>
+        native.writeAsync(fd, position, buf, wb, (error, n) =>
+          error === null ? resolve(n!) : reject(error),
+        ),
+      );
+    const dir = mkdtempSync(join(tmpdir(), "tideline-writeasync-"));
     try {
-      const fd = openSync(join(dir, "f"), "w");
+      const path = join(dir, "f");
+      const fd = openSync(path, "w");
+      const a = randomBytes(3 << 20);
+      const b = randomBytes(1000);
       try {
-        writeSync(fd, Buffer.alloc(1 << 20, 1), 0, 1 << 20, 0);
-        assert.equal(native.startWriteback(fd, 0, 1 << 20), platform() === "linux");
+        assert.equal(await write(fd, 0, a, true), a.length);
+        assert.equal(await write(fd, a.length + 24, b, false), b.length);
+        assert.equal(await write(fd, 5, new Uint8Array(0), true), 0);
       } finally {
         closeSync(fd);
       }
-      // A pipe is no file (ESPIPE), a closed descriptor none (EBADF): false, never a throw.
-      const [r, w] = pipeFds();
-      assert.equal(native.startWriteback(w, 0, 10), false);
-      closeSync(r);
-      closeSync(w);
-      assert.equal(native.startWriteback(w, 0, 10), false);
-      assert.throws(() => native.startWriteback(-1, 0, 1), TypeError);
-      assert.throws(() => native.startWriteback(fd, 0.5, 1), TypeError);
+      const want = Buffer.concat([a, Buffer.alloc(24), b]);
+      assert.ok(readFileSync(path).equals(want));
+      // A descriptor not open for writing: the error names the call and the errno.
+      const ro = openSync(path, "r");
+      try {
+        await assert.rejects(write(ro, 0, b, true), (e: NodeJS.ErrnoException) => {
+          assert.equal(e.code, "EBADF");
+          assert.equal(e.syscall, "pwrite");
+          assert.ok(e.errno !== undefined && e.errno < 0);
+          return true;
+        });
+      } finally {
+        closeSync(ro);
+      }
+      assert.throws(() => native.writeAsync(-1, 0, b, true, () => {}), TypeError);
+      assert.throws(() => native.writeAsync(1, 0.5, b, true, () => {}), TypeError);
+      assert.throws(() => native.writeAsync(1, 0, b, 1 as unknown as boolean, () => {}), TypeError);
+      assert.throws(() => native.writeAsync(1, 0, b, true, undefined as never), TypeError);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
