@@ -615,44 +615,58 @@ static void read_job_free(napi_env env, struct read_job *job) {
   free(job);
 }
 
+/* The Error of a failed job: "<CODE>: <reason>, <syscall>", with `code`, `errno` (negative,
+ * as Node.js's) and `syscall`; or, when the work was cancelled (`status` not napi_ok), an
+ * Error saying so on behalf of `fn`. */
+static napi_value job_error(napi_env env, napi_status status, int err, const char *fn,
+                            const char *syscall_name) {
+  char message[160];
+  const char *code = status != napi_ok ? NULL : errno_code(err);
+  if (status != napi_ok) {
+    snprintf(message, sizeof message, "%s: the work was cancelled", fn);
+  } else {
+    /* strerror_r (the XSI one, with _POSIX_C_SOURCE): strerror is not thread-safe, and
+     * worker threads' event loops complete jobs too. */
+    char reason[96];
+    if (strerror_r(err, reason, sizeof reason) != 0) snprintf(reason, sizeof reason, "errno %d", err);
+    snprintf(message, sizeof message, "%s%s%s, %s", code != NULL ? code : "",
+             code != NULL ? ": " : "", reason, syscall_name);
+  }
+  napi_value msg, code_value = NULL, error, value;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+  napi_create_error(env, code_value, msg, &error);
+  if (status == napi_ok) {
+    napi_create_int32(env, -err, &value);
+    napi_set_named_property(env, error, "errno", value);
+    napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, error, "syscall", value);
+  }
+  return error;
+}
+
+/* Runs a finished job's callback (the function `cb` refers to) with (null, n), or with
+ * (Error, undefined) when it failed (see job_error). An exception thrown by the callback is
+ * left pending: Node.js reports it as uncaught. */
+static void call_back(napi_env env, napi_ref cb, napi_status status, int err, double n,
+                      const char *fn, const char *syscall_name) {
+  napi_value fn_value, global, args[2];
+  if (napi_get_reference_value(env, cb, &fn_value) != napi_ok || fn_value == NULL ||
+      napi_get_global(env, &global) != napi_ok)
+    return;
+  if (status != napi_ok || err != 0) {
+    args[0] = job_error(env, status, err, fn, syscall_name);
+    napi_get_undefined(env, &args[1]);
+  } else {
+    napi_get_null(env, &args[0]);
+    napi_create_double(env, n, &args[1]);
+  }
+  napi_call_function(env, global, fn_value, 2, args, NULL);
+}
+
 static void read_job_complete(napi_env env, napi_status status, void *data) {
   struct read_job *job = (struct read_job *)data;
-  napi_value cb, global, args[2];
-  if (napi_get_reference_value(env, job->refs[4], &cb) == napi_ok && cb != NULL &&
-      napi_get_global(env, &global) == napi_ok) {
-    if (status != napi_ok || job->err != 0) {
-      char message[160];
-      const char *code = status != napi_ok ? NULL : errno_code(job->err);
-      if (status != napi_ok) {
-        snprintf(message, sizeof message, "readRecordCrcsAsync: the work was cancelled");
-      } else {
-        /* strerror_r (the XSI one, with _POSIX_C_SOURCE): strerror is not thread-safe, and
-         * worker threads' event loops complete jobs too. */
-        char reason[96];
-        if (strerror_r(job->err, reason, sizeof reason) != 0)
-          snprintf(reason, sizeof reason, "errno %d", job->err);
-        snprintf(message, sizeof message, "%s%s%s, pread", code != NULL ? code : "",
-                 code != NULL ? ": " : "", reason);
-      }
-      napi_value msg, code_value = NULL, errno_value;
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
-      if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
-      napi_create_error(env, code_value, msg, &args[0]);
-      if (status == napi_ok) {
-        napi_create_int32(env, -job->err, &errno_value);
-        napi_set_named_property(env, args[0], "errno", errno_value);
-        napi_value syscall;
-        napi_create_string_utf8(env, "pread", NAPI_AUTO_LENGTH, &syscall);
-        napi_set_named_property(env, args[0], "syscall", syscall);
-      }
-      napi_get_undefined(env, &args[1]);
-    } else {
-      napi_get_null(env, &args[0]);
-      napi_create_double(env, (double)job->got, &args[1]);
-    }
-    /* An exception thrown by the callback is left pending: Node.js reports it as uncaught. */
-    napi_call_function(env, global, cb, 2, args, NULL);
-  }
+  call_back(env, job->refs[4], status, job->err, (double)job->got, "readRecordCrcsAsync", "pread");
   read_job_free(env, job);
 }
 
@@ -798,39 +812,7 @@ static void write_job_free(napi_env env, struct write_job *job) {
 
 static void write_job_complete(napi_env env, napi_status status, void *data) {
   struct write_job *job = (struct write_job *)data;
-  napi_value cb, global, args[2];
-  if (napi_get_reference_value(env, job->refs[1], &cb) == napi_ok && cb != NULL &&
-      napi_get_global(env, &global) == napi_ok) {
-    if (status != napi_ok || job->err != 0) {
-      char message[160], reason[96];
-      const char *code = status != napi_ok ? NULL : errno_code(job->err);
-      if (status != napi_ok) {
-        snprintf(message, sizeof message, "writeAsync: the work was cancelled");
-      } else {
-        if (strerror_r(job->err, reason, sizeof reason) != 0)
-          snprintf(reason, sizeof reason, "errno %d", job->err);
-        snprintf(message, sizeof message, "%s%s%s, pwrite", code != NULL ? code : "",
-                 code != NULL ? ": " : "", reason);
-      }
-      napi_value msg, code_value = NULL;
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
-      if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
-      napi_create_error(env, code_value, msg, &args[0]);
-      if (status == napi_ok) {
-        napi_value errno_value, syscall_name;
-        napi_create_int32(env, -job->err, &errno_value);
-        napi_set_named_property(env, args[0], "errno", errno_value);
-        napi_create_string_utf8(env, "pwrite", NAPI_AUTO_LENGTH, &syscall_name);
-        napi_set_named_property(env, args[0], "syscall", syscall_name);
-      }
-      napi_get_undefined(env, &args[1]);
-    } else {
-      napi_get_null(env, &args[0]);
-      napi_create_double(env, (double)job->done, &args[1]);
-    }
-    /* An exception thrown by the callback is left pending: Node.js reports it as uncaught. */
-    napi_call_function(env, global, cb, 2, args, NULL);
-  }
+  call_back(env, job->refs[1], status, job->err, (double)job->done, "writeAsync", "pwrite");
   write_job_free(env, job);
 }
 
