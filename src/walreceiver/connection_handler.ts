@@ -37,6 +37,24 @@ export interface ConnectionOptions {
   onTimelineHistory?: ((filename: string, content: string) => Promise<void>) | undefined;
 }
 
+/**
+ * `a` and `b` as one piece when `b` continues `a`, in the WAL and in memory (the same pooled
+ * slab, right after it); `b`'s pool reference is then given back (the slab keeps `a`'s).
+ * Otherwise `undefined`, and both stay as they are.
+ */
+function joinPieces(a: WalPiece, b: WalPiece): WalPiece | undefined {
+  if (
+    b.lsn !== a.lsn + BigInt(a.data.length) ||
+    b.data.buffer !== a.data.buffer ||
+    b.data.byteOffset !== a.data.byteOffset + a.data.length
+  ) {
+    return undefined;
+  }
+  const data = Buffer.from(a.data.buffer, a.data.byteOffset, a.data.length + b.data.length);
+  walBuffers.release(b.data);
+  return { lsn: a.lsn, data };
+}
+
 /** Capacity of the channel between poller and handler. */
 const CHANNEL_PIECES = 256;
 const CHANNEL_BYTES = 16 << 20;
@@ -164,10 +182,13 @@ export async function runConnection(
         }),
     );
     let ingestError: unknown;
+    /** A piece taken from the channel that did not join on to the one before it. */
+    let carried: WalPiece | undefined;
     try {
       while (true) {
         // What is queued is taken at once; only an empty channel is waited on.
-        let piece = channel.tryRecv();
+        let piece = carried ?? channel.tryRecv();
+        carried = undefined;
         if (piece === undefined) {
           try {
             piece = await channel.recv(ctx.token);
@@ -175,6 +196,16 @@ export async function runConnection(
             if (error instanceof ChannelClosedError) break;
             throw error;
           }
+        }
+        // Queued pieces that continue it (the next WAL, next in the same pooled slab: the
+        // messages of one socket read) go with it, in one ingest call.
+        for (let next = channel.tryRecv(); next !== undefined; next = channel.tryRecv()) {
+          const joined = joinPieces(piece, next);
+          if (joined === undefined) {
+            carried = next;
+            break;
+          }
+          piece = joined;
         }
         try {
           await timeline.ingest(piece.lsn, piece.data, ctx);
@@ -188,6 +219,8 @@ export async function runConnection(
     } catch (error) {
       ingestError = error;
       poller.cancel("connection handler failed");
+    } finally {
+      if (carried !== undefined) walBuffers.release(carried.data);
     }
     // The poller is this task's child: it ends before the handler does, always.
     const outcome = await poller.join();
