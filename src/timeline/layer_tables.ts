@@ -222,7 +222,7 @@ export class RecordTable {
   /** Appends a record. */
   push(lsn: Lsn, end: Lsn, xid: number, totLen: number, rmid: number, info: number): number {
     const i = this.length;
-    if (i === this.lsn.length) this.#reserve(i + 1);
+    if (i === this.lsn.length) this.reserve(i + 1);
     this.lsn[i] = lsn;
     this.end[i] = end;
     this.xid[i] = xid;
@@ -255,7 +255,7 @@ export class RecordTable {
     info: number,
   ): number {
     const i = this.length;
-    if (i === this.lsn.length) this.#reserve(i + 1);
+    if (i === this.lsn.length) this.reserve(i + 1);
     if (LITTLE_ENDIAN) {
       let lw = this.#lsnWords;
       let ew = this.#endWords;
@@ -300,10 +300,6 @@ export class RecordTable {
    * ```
    */
   reserve(n: number): void {
-    this.#reserve(n);
-  }
-
-  #reserve(n: number): void {
     this.lsn = grow(this.lsn, (k) => new BigUint64Array(k), n);
     this.end = grow(this.end, (k) => new BigUint64Array(k), n);
     this.xid = grow(this.xid, (k) => new Uint32Array(k), n);

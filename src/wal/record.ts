@@ -685,20 +685,28 @@ export function decodeRecordInto(
 }
 
 /**
- * What {@link walkRecordHeaders} found besides the image bytes it returns: the main data
+ * What {@link recordImageBytes} found besides the image bytes it returns: the main data
  * length, whether an origin is recorded, the origin id and the top-level xid (0 when none).
  * Overwritten by every call.
  */
 const walked = { mainDataLen: 0, hasOrigin: false, originId: 0, toplevel: 0 };
 
 /**
- * Walks the block and data headers of the record at `offset` of `buf` (whose `xl_tot_len` is
- * `totLen`; the caller has checked that it is at least 24 and that the record lies in `buf`)
- * with every check {@link decodeRecordInto} makes, and returns the bytes of its block images,
- * or -1 when the headers are invalid (`decodeRecordInto` then names the error). The main data
- * length, origin and top-level xid are left in `walked`.
+ * The bytes of block images in the WAL record at `offset` of `buf` (`xl_tot_len` `totLen`,
+ * at least 24, lying in `buf`), after the checks {@link decodeRecordInto} makes of its block
+ * and data headers; -1 when one fails (`decodeRecordInto` then names the error). For callers
+ * that only count records, such as `WalDecoder.tally`. With `limit`, the bytes of `buf` from
+ * there on are not the record's (it continues on a later page): -1 when its headers reach
+ * them. It also leaves the main data length, origin and top-level xid in `walked` (for
+ * {@link scanRecordInto}).
+ *
+ * @example
+ * ```ts
+ * const fpi = recordImageBytes(buf, off, buf.readUInt32LE(off), fmt, 8192);
+ * if (fpi < 0) decodeRecordInto(rec, buf, off, fmt); // throws the error
+ * ```
  */
-function walkRecordHeaders(
+export function recordImageBytes(
   buf: Buffer,
   offset: number,
   totLen: number,
@@ -804,31 +812,6 @@ function walkRecordHeaders(
 }
 
 /**
- * The bytes of block images in the WAL record at `offset` of `buf` (`xl_tot_len` `totLen`,
- * at least 24, lying in `buf`), after the checks {@link decodeRecordInto} makes of its block
- * and data headers; -1 when one fails (`decodeRecordInto` then names the error). For callers
- * that only count records, such as `WalDecoder.tally`. With `limit`, the bytes of `buf` from
- * there on are not the record's (it continues on a later page): -1 when its headers reach
- * them.
- *
- * @example
- * ```ts
- * const fpi = recordImageBytes(buf, off, buf.readUInt32LE(off), fmt, 8192);
- * if (fpi < 0) decodeRecordInto(rec, buf, off, fmt); // throws the error
- * ```
- */
-export function recordImageBytes(
-  buf: Buffer,
-  offset: number,
-  totLen: number,
-  format: WalFormat,
-  blockSize: number,
-  limit: number = offset + totLen,
-): number {
-  return walkRecordHeaders(buf, offset, totLen, format, blockSize, limit);
-}
-
-/**
  * The scalar part of {@link decodeRecordInto}, without filling block references: header
  * fields, `fpiLen`, main data, origin and top-level xid, with every check `decodeRecordInto`
  * makes. Returns false instead of throwing when the record is invalid (call `decodeRecordInto`
@@ -853,7 +836,7 @@ export function scanRecordInto(
       (buf[offset + 3]! << 24)) >>>
     0;
   if (totLen < RECORD_HEADER_SIZE || offset + totLen > buf.length) return false;
-  const fpiLen = walkRecordHeaders(buf, offset, totLen, format, blockSize);
+  const fpiLen = recordImageBytes(buf, offset, totLen, format, blockSize);
   if (fpiLen < 0) return false;
   const mainDataLen = walked.mainDataLen;
   rec.format = format;
